@@ -1,0 +1,34 @@
+# Two commands set everything up and are safe to repeat:
+#   make demo   every method's tiny config end to end, report in runs/demo/
+#   make test   the test suite
+# Both create .venv with the pinned dependencies (requirements.lock) on first use,
+# and rebuild it only when the lock or pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test venv lock
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/jaxlab demo --workdir runs/demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+# Re-resolve the pins from pyproject.toml's ranges (needs network; commit the result).
+lock:
+	rm -rf /tmp/jaxlab-lock && $(PYTHON) -m venv /tmp/jaxlab-lock
+	/tmp/jaxlab-lock/bin/pip install -q --upgrade pip
+	/tmp/jaxlab-lock/bin/pip install -q -e '.[data,test]'
+	/tmp/jaxlab-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock

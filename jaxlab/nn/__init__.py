@@ -1,0 +1,9 @@
+"""Shared layers: the attention function, logically-annotated layers."""
+
+from jaxlab.nn.attention import dot_product_attention
+from jaxlab.nn.layers import ACTIVATIONS, batch_norm, conv, constrain, dense, embed, group_norm, layer_norm
+
+__all__ = [
+    "dot_product_attention", "ACTIVATIONS", "batch_norm", "conv", "constrain", "dense", "embed",
+    "group_norm", "layer_norm",
+]

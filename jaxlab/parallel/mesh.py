@@ -1,0 +1,89 @@
+"""The device mesh and the one table that maps logical axis names to mesh axes.
+
+Models name their parameter and activation axes logically (`('embed', 'mlp')`); only this table decides how
+those names land on the mesh. Data parallelism shards the batch over `data` and `fsdp`; FSDP also shards
+parameters over `fsdp`; tensor parallelism splits heads and MLP hidden units over `tensor`.
+"""
+
+from collections.abc import Mapping, Sequence
+import math
+
+import jax
+from jax.experimental import mesh_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+import numpy as np
+from flax import linen as nn
+
+from jaxlab.errors import UserError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+LOGICAL_AXIS_RULES = (
+    # Activations.
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_frames", None),
+    ("activation_height", None),
+    ("activation_width", None),
+    ("activation_channels", None),
+    # Parameters.
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("vocab", "tensor"),
+    ("conv_out", "fsdp"),
+    ("conv_in", None),
+    ("norm", None),
+    ("classes", None),
+    ("layers", None),
+)
+
+
+def make_mesh(shape: Mapping[str, int] | Sequence[int] | None = None, devices=None) -> Mesh:
+  """A mesh over `devices` (default: all) with Auto axes `('data', 'fsdp', 'tensor')`.
+
+  `shape` gives each axis' size; one size may be -1 to take the remaining devices. The default is pure data
+  parallelism. Auto axes matter: `jax.make_mesh` defaults to Explicit axes, under which Linen's logical
+  constraints turn into assertions.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if shape is None:
+    shape = {"data": -1}
+  if isinstance(shape, Mapping):
+    unknown = set(shape) - set(MESH_AXES)
+    if unknown:
+      raise UserError(f"unknown mesh axes {sorted(unknown)}; the mesh axes are {MESH_AXES}")
+    sizes = [int(shape.get(name, 1)) for name in MESH_AXES]
+  else:
+    sizes = [int(s) for s in shape]
+    if len(sizes) != len(MESH_AXES):
+      raise UserError(f"mesh shape {sizes} must give one size for each of {MESH_AXES}")
+  if sizes.count(-1) > 1:
+    raise UserError(f"mesh shape {sizes}: at most one axis may be -1")
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if len(devices) % known:
+      raise UserError(f"mesh shape {sizes} does not divide the {len(devices)} available devices")
+    sizes[sizes.index(-1)] = len(devices) // known
+  if math.prod(sizes) != len(devices):
+    raise UserError(
+        f"mesh shape {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but {len(devices)} are "
+        "available; set --config.mesh.data=-1 to use them all")
+  try:
+    grid = mesh_utils.create_device_mesh(sizes, devices)
+  except (AssertionError, ValueError, NotImplementedError):
+    grid = np.asarray(devices).reshape(sizes)  # CPU and odd shapes: no physical topology to follow.
+  return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def logical_sharding(logical_specs, mesh: Mesh, rules=LOGICAL_AXIS_RULES):
+  """NamedShardings for a tree of logical PartitionSpecs (as `nn.get_partition_spec` returns)."""
+  return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())

@@ -1,0 +1,125 @@
+"""The train loop: sharded steps equal single-device steps, resume after a kill, SIGTERM, non-finite loss."""
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlab import parallel, training
+from jaxlab.training import loop
+from tests.training import toy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_steps(mesh, steps: int):
+  c = toy.config()
+  task = toy.make_task(c)
+  init_state, rng, abstract, shardings = loop.state_layout(task, mesh, c.seed)
+  with parallel.mesh_context(mesh):
+    state = jax.jit(init_state, out_shardings=shardings)(rng)
+  data = iter(task.train_data())
+  batch = next(data)
+  step_fn, batch_shardings = loop.compile_train_step(task, mesh, abstract, shardings, None, batch)
+  for _ in range(steps):
+    state, _ = step_fn(state, None, parallel.global_batch(batch, batch_shardings))
+    batch = next(data)
+  return jax.device_get(state)
+
+
+@pytest.mark.parametrize("shape", [{"data": 8}, {"data": 4, "fsdp": 2}, {"data": 2, "fsdp": 2, "tensor": 2}])
+def test_sharded_step_matches_one_device(shape):
+  assert jax.device_count() == 8
+  reference = _run_steps(parallel.make_mesh({"data": 1}, devices=jax.devices()[:1]), steps=3)
+  sharded_mesh = parallel.make_mesh(shape)
+  sharded = _run_steps(sharded_mesh, steps=3)
+  flat_ref = jax.tree_util.tree_leaves_with_path(reference)
+  flat = jax.tree.leaves(sharded)
+  assert len(flat_ref) == len(flat)
+  for (path, a), b in zip(flat_ref, flat):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=jax.tree_util.keystr(path))
+  # The state really moved, and the weights really were split over the mesh.
+  assert int(sharded["step"]) == 3
+  assert not np.allclose(reference["params"]["fc1"]["kernel"], _run_steps(
+      parallel.make_mesh({"data": 1}, devices=jax.devices()[:1]), steps=0)["params"]["fc1"]["kernel"])
+
+
+def test_fsdp_and_tensor_axes_split_the_weights():
+  mesh = parallel.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  task = toy.make_task(toy.config())
+  _, _, _, shardings = loop.state_layout(task, mesh, 0)
+  kernel = shardings["params"]["fc1"]["kernel"].spec
+  assert tuple(kernel) == ("fsdp", "tensor")
+  # Adam's moments follow their parameters.
+  mu = shardings["opt_state"][0].mu["fc1"]["kernel"].spec
+  assert tuple(mu) == ("fsdp", "tensor")
+
+
+def _train_in_subprocess(workdir, *overrides, env_extra=None, wait=True):
+  env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
+  cmd = [sys.executable, "-m", "tests.training.toy", str(workdir), *overrides]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  if wait:
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out
+  return proc
+
+
+def _final_params(workdir):
+  c = toy.config()
+  state = training.load_for_eval(toy.make_task(c), c, workdir)
+  return int(state["step"]), jax.device_get(state)
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
+  n = 4
+  code, out = _train_in_subprocess(tmp_path / "straight", f"total_steps={2 * n}", f"checkpoint_every={n}")
+  assert code == 0, out
+  code, out = _train_in_subprocess(tmp_path / "killed", f"total_steps={2 * n}", f"checkpoint_every={n}",
+                                   env_extra={loop._KILL_AT_STEP_ENV: str(n + 2)})
+  assert code == -signal.SIGKILL, out
+  code, out = _train_in_subprocess(tmp_path / "killed", f"total_steps={2 * n}", f"checkpoint_every={n}")
+  assert code == 0, out
+  assert f"resumed from step {n}" in out
+  step_a, a = _final_params(tmp_path / "straight")
+  step_b, b = _final_params(tmp_path / "killed")
+  assert step_a == step_b == 2 * n
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_sigterm_saves_a_restorable_checkpoint_and_exits_zero(tmp_path):
+  workdir = tmp_path / "run"
+  proc = _train_in_subprocess(workdir, "total_steps=100000", "log_every=1", "checkpoint_every=100000",
+                              wait=False)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 5):
+    assert proc.poll() is None, proc.stdout.read()
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  assert "preempted" in out
+  step, state = _final_params(workdir)
+  assert 5 <= step < 100000
+  assert int(state["step"]) == step
+  logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+  assert max(logged) <= step
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  c = toy.config(total_steps=20, log_every=1, checkpoint_every=2, async_checkpointing=False,
+                 poison_from_example=16 * 5)  # batch 6 is the first with NaNs
+  with pytest.raises(training.TrainingStopped, match=r"at step 6.*last good checkpoint is step 4"):
+    training.train(toy.make_task(c), c, tmp_path)
+  step, state = _final_params(tmp_path)
+  assert step == 4
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
