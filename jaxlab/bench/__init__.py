@@ -1,0 +1,24 @@
+"""`jaxlab bench MODEL`: our train step beside the PyTorch reference on the same config, in one run."""
+
+import importlib
+
+from jaxlab.errors import UserError
+
+BENCHES = {
+    "video_vit": "jaxlab.bench.video_vit",
+    "clip": "jaxlab.bench.clip",
+    "unet2d": "jaxlab.bench.unet2d",
+    "stin": "jaxlab.bench.stin",
+}
+
+
+def run(model: str, **options) -> dict:
+  if model not in BENCHES:
+    raise UserError(f"no benchmark for {model!r}; choose one of {', '.join(BENCHES)}")
+  try:
+    module = importlib.import_module(BENCHES[model])
+  except ModuleNotFoundError as e:
+    if e.name == BENCHES[model]:
+      raise UserError(f"the {model} benchmark is not part of this checkout yet") from None
+    raise
+  return module.run(**options)

@@ -1,0 +1,126 @@
+"""Timing, FLOP counting, MFU and memory for `jaxlab bench`.
+
+FLOPs come from XLA's cost analysis of the compiled step. MFU divides achieved FLOP/s by the device's peak:
+the vendor's dense peak for GPUs and TPUs, and on CPU (which has no published figure) the rate this machine
+reaches on a large matmul of the same dtype, measured in the same run and labelled as such.
+"""
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Dense peak FLOP/s per device (vendor figures, no sparsity).
+_PEAKS = {
+    ("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
+    ("H200", "bfloat16"): 989e12, ("H200", "float32"): 67e12,
+    ("A100", "bfloat16"): 312e12, ("A100", "float32"): 19.5e12,
+    ("TPU v4", "bfloat16"): 275e12, ("TPU v5 lite", "bfloat16"): 197e12, ("TPU v5e", "bfloat16"): 197e12,
+    ("TPU v5p", "bfloat16"): 459e12, ("TPU v6 lite", "bfloat16"): 918e12, ("TPU v6e", "bfloat16"): 918e12,
+}
+
+
+def peak_flops(dtype: str) -> tuple[float, str]:
+  """(peak FLOP/s of one device, where the figure comes from)."""
+  kind = jax.devices()[0].device_kind
+  for (name, dt), peak in _PEAKS.items():
+    if name in kind and dt == dtype:
+      return peak, f"{kind} {dtype} vendor peak"
+  if jax.default_backend() == "cpu":
+    return measured_matmul_peak(dtype), f"CPU {dtype} matmul rate measured here"
+  return float("nan"), f"no peak known for {kind}"
+
+
+def measured_matmul_peak(dtype: str, n: int = 1024, repeats: int = 5) -> float:
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    times.append(time.perf_counter() - t)
+  # All CPU devices share the host cores, so the per-device figure is the whole machine's.
+  return 2 * n**3 / min(times)
+
+
+def compiled_flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis.get("flops", float("nan"))) if analysis else float("nan")
+
+
+def compiled_memory_bytes(compiled) -> int | None:
+  """Peak device bytes of the step: arguments + outputs + temporaries (XLA's memory analysis)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+
+
+def time_calls(fn, steps: int, warmup: int = 2) -> list[float]:
+  """Wall-clock seconds of `steps` calls of `fn` (which must block until its work is done)."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return times
+
+
+@dataclasses.dataclass
+class Result:
+  name: str
+  step_seconds: float
+  examples_per_second: float
+  flops_per_step: float = float("nan")
+  mfu: float = float("nan")
+  memory_bytes: int | None = None
+  note: str = ""
+
+
+def summarize(name: str, times: list[float], batch: int, flops: float = float("nan"),
+              peak: float = float("nan"), memory: int | None = None, note: str = "") -> Result:
+  step = statistics.median(times)
+  devices = jax.device_count() if jax.default_backend() != "cpu" else 1
+  mfu = flops / step / (peak * devices) if np.isfinite(flops) and np.isfinite(peak) else float("nan")
+  return Result(name, step, batch / step, flops, mfu, memory, note)
+
+
+def report(title: str, results: list[Result], setup: dict, out_dir: Path = Path("runs/bench")) -> dict:
+  """Prints the side-by-side table (with the ratio to the first row) and writes it as JSON."""
+  print(f"\n{title}")
+  for key, value in setup.items():
+    print(f"  {key}: {value}")
+  header = f"{'implementation':<34}{'step ms':>10}{'ex/s':>10}{'GFLOP/step':>12}{'MFU':>8}{'mem MiB':>10}"
+  print(header)
+  print("-" * len(header))
+  for r in results:
+    mem = f"{r.memory_bytes / 2**20:.0f}" if r.memory_bytes else "-"
+    mfu = f"{100 * r.mfu:.1f}%" if np.isfinite(r.mfu) else "-"
+    gflop = f"{r.flops_per_step / 1e9:.2f}" if np.isfinite(r.flops_per_step) else "-"
+    print(f"{r.name:<34}{1e3 * r.step_seconds:>10.1f}{r.examples_per_second:>10.1f}{gflop:>12}{mfu:>8}{mem:>10}")
+  if len(results) > 1:
+    for r in results[1:]:
+      print(f"  {results[0].name} is {r.step_seconds / results[0].step_seconds:.2f}x the speed of {r.name}")
+  for r in results:
+    if r.note:
+      print(f"  note ({r.name}): {r.note}")
+  data = {"title": title, "setup": setup, "results": [dataclasses.asdict(r) for r in results]}
+  out_dir.mkdir(parents=True, exist_ok=True)
+  path = out_dir / (title.split()[0].lower() + ".json")
+  path.write_text(json.dumps(data, indent=2, default=str))
+  print(f"  written to {path}")
+  return data
