@@ -1,0 +1,1 @@
+"""Input pipelines: video decoding and sampling, grain datasets, tokenization."""
