@@ -11,7 +11,9 @@ Layout of a crawl folder:
 Every file is written to a temporary name and renamed, and a capture's `.json` is written after its body,
 so a crawl killed at any point resumes (run it again) without losing, duplicating or refetching what is
 stored. `export` turns a crawl into the spec's JSONs: robots.json and main.json `{domain: {date: text}}`,
-tos.json `{domain: {tos_url: {date: text}}}`, and start_dates.json `{domain: first home-page capture}`.
+tos.json `{domain: {tos_url: {date: text}}}`, and start_dates.json `{domain: date of its first capture}`.
+The paper dated a domain by its first home-page capture only; we take its first capture of any kind in the
+window, since a site whose robots.txt was archived in a month existed in it.
 """
 
 from collections.abc import Iterable
@@ -243,7 +245,7 @@ def export(out: str | Path) -> dict[str, Path]:
   robots, main, tos, start_dates = {}, {}, {}, {}
   for listing, folder in store.targets():
     domain, kind = listing["domain"], listing["kind"]
-    if kind == "main" and listing["captures"]:
+    if listing["captures"]:
       first = min(row[0] for row in listing["captures"])
       date = f"{first[:4]}-{first[4:6]}-{first[6:8]}"
       start_dates[domain] = min(date, start_dates.get(domain, date))

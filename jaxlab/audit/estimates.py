@@ -7,6 +7,8 @@ F_m = H h_m + (1 - H) r_m, H being the HEAD's share of the corpus's tokens. The 
 domains (a census), so the intervals come from resampling the RANDOM domains, as in the paper.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -48,9 +50,9 @@ def corpus_series(months: list[str], head: tuple, random: tuple, head_share: flo
   if resamples:
     r_boot = bootstrap_shares(*random, resamples, seed)
     tail = 100 * (1 - level) / 2
-    with np.errstate(invalid="ignore"):
-      lo, hi = (np.nanpercentile(r_boot, q, axis=0) if np.isfinite(r_boot).any() else np.full(len(months), np.nan)
-                for q in (tail, 100 - tail))
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # months before any RANDOM domain exists: all NaN
+      lo, hi = (np.nanpercentile(r_boot, q, axis=0) for q in (tail, 100 - tail))
     frame["Random lo"], frame["Random hi"] = lo, hi
     frame["Full Corpus lo"] = head_share * h + (1 - head_share) * lo
     frame["Full Corpus hi"] = head_share * h + (1 - head_share) * hi

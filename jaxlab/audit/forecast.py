@@ -25,10 +25,11 @@ def next_months(last: str, steps: int) -> list[str]:
 
 
 def sarima(values, months: list[str], order=ORDER, seasonal_order=SEASONAL_ORDER, steps: int = HORIZON,
-           level: float = 0.95) -> pd.DataFrame:
+           level: float = 0.95, bounds: tuple[float, float] | None = (0.0, 1.0)) -> pd.DataFrame:
   """period, forecast, lower, upper for the `steps` months after `months` (NaN where the fit fails).
 
   Leading months without data are dropped; NaNs inside the series are treated as missing observations.
+  Forecasts of shares are clipped to `bounds` (a twice-differenced model extrapolates a jump past 100%).
   """
   from statsmodels.tsa.statespace.sarimax import SARIMAX
   from threadpoolctl import threadpool_limits
@@ -48,11 +49,13 @@ def sarima(values, months: list[str], order=ORDER, seasonal_order=SEASONAL_ORDER
     try:
       fit = SARIMAX(series, order=order, seasonal_order=seasonal_order).fit(disp=False)
       prediction = fit.get_forecast(steps=steps)
-      bounds = np.asarray(prediction.conf_int(alpha=1 - level))
+      interval = np.asarray(prediction.conf_int(alpha=1 - level))
       out["forecast"] = np.asarray(prediction.predicted_mean)
-      out["lower"], out["upper"] = bounds[:, 0], bounds[:, 1]
+      out["lower"], out["upper"] = interval[:, 0], interval[:, 1]
     except (np.linalg.LinAlgError, ValueError, IndexError):
       pass
+  if bounds is not None:
+    out[["forecast", "lower", "upper"]] = out[["forecast", "lower", "upper"]].clip(*bounds)
   return out
 
 
@@ -62,8 +65,8 @@ def forecast_shares(shares: pd.DataFrame, months: list[str], steps: int = HORIZO
   future = next_months(months[-1], steps)
   columns = {}
   for status in shares.columns:
-    columns[status] = np.clip(sarima(shares[status].to_numpy(), months, order, seasonal_order, steps)["forecast"]
-                              .to_numpy(), 0, None)
+    columns[status] = sarima(shares[status].to_numpy(), months, order, seasonal_order, steps,
+                             bounds=(0.0, None))["forecast"].to_numpy()
   frame = pd.DataFrame(columns, index=future)
   total = frame.sum(axis=1).replace(0, np.nan)
   return frame.div(total, axis=0)
