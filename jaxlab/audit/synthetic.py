@@ -240,7 +240,7 @@ class World:
           continue
         day = f"{month.replace('-', '')}{rng.integers(1, 28):02d}"
         if rng.random() < robots_p:
-          text = _at(site.robots, f"{month}-28")
+          text = state_at(site.robots, f"{month}-28")
           if text is None:
             archive.add(ArchivedCapture(day + "080000", robots_url, b"Not Found", "text/html", "404"))
           else:
@@ -255,7 +255,7 @@ class World:
                                       "text/html"))
         for path, history in site.tos.items():
           if rng.random() < 0.2:
-            flags = _at(history, f"{month}-28")
+            flags = state_at(history, f"{month}-28")
             if flags is not None:
               archive.add(ArchivedCapture(day + "090000", f"https://{host}{path}", tos_html(host, flags).encode(),
                                           "text/html"))
@@ -274,7 +274,8 @@ class World:
     return {s.key: s.start for s in self.sites}
 
 
-def _at(history, date: str):
+def state_at(history, date: str):
+  """The value of a dated history [(date, value), ...] on `date`."""
   current = None
   for when, value in history:
     if when <= date:
