@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+import typing
 import urllib.parse
 
 
@@ -49,6 +50,12 @@ class Fault:
   times: int = 1
   retry_after: str | None = None
   delay: float = 0.0
+
+
+class Request(typing.NamedTuple):
+  path: str
+  status: int
+  time: float  # time.monotonic() when the reply was sent
 
 
 class Archive:
@@ -106,13 +113,13 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class WaybackServer:
-  """`with WaybackServer(archive, faults) as server:` serves on 127.0.0.1; `server.requests` logs paths."""
+  """`with WaybackServer(archive, faults) as server:` serves on 127.0.0.1; `server.requests` logs requests."""
 
   def __init__(self, archive: Archive, faults: list[Fault] = (), latency: float = 0.0):
     self.archive = archive
     self.faults = list(faults)
     self.latency = latency
-    self.requests: list[tuple[str, int]] = []  # (path, status) of every request, in order
+    self.requests: list[Request] = []  # every request, in the order answered
     self._lock = threading.Lock()
     self._httpd = None
 
@@ -134,7 +141,7 @@ class WaybackServer:
 
   def _log(self, path: str, status: int) -> None:
     with self._lock:
-      self.requests.append((path, status))
+      self.requests.append(Request(path, status, time.monotonic()))
 
   def __enter__(self):
     server = self
@@ -154,9 +161,9 @@ class WaybackServer:
         if truncate:
           self.send_header("Connection", "close")
           self.close_connection = True
+        server._log(self.path, status)  # before the reply, so a client never sees a reply not yet logged
         self.end_headers()
         self.wfile.write(body[:len(body) // 2] if truncate else body)
-        server._log(self.path, status)
 
       def do_GET(self):
         if server.latency:
