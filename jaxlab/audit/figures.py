@@ -112,9 +112,11 @@ def matrix(frame: pd.DataFrame, title: str, path: Path) -> Path:
   ax.imshow(np.nan_to_num(values), cmap="Reds", aspect="auto")
   ax.set_xticks(range(len(frame.columns)), frame.columns, rotation=30, ha="right", fontsize=8)
   ax.set_yticks(range(len(frame.index)), frame.index)
+  dark = np.nanmax(values) / 2 if np.isfinite(values).any() else np.inf
   for i in range(values.shape[0]):
     for j in range(values.shape[1]):
-      ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8)
+      ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8,
+              color="white" if values[i, j] > dark else "black")
   ax.set_xlabel("Terms of Service")
   ax.set_ylabel("robots.txt")
   ax.set_title(title)
