@@ -138,13 +138,16 @@ def _robots(args) -> int:
   if args.json:
     data = json.loads(Path(args.json).read_text())
     texts = [(f"{domain} {date}", text or "") for domain, dated in data.items() for date, text in dated.items()]
+  if args.synthetic:
+    from jaxlab.audit.synthetic import benchmark_robots
+    texts += [(f"synthetic {i}", text) for i, text in enumerate(benchmark_robots(args.synthetic))]
   for name in args.files:
     path = Path(name)
     if not path.is_file():
       raise UserError(f"{path} not found")
     texts.append((name, path.read_text(errors="replace")))
   if not texts:
-    raise UserError("give robots.txt files or --json crawl/robots.json")
+    raise UserError("give robots.txt files, --json crawl/robots.json or --synthetic N")
   names = args.agent or sorted({a for agents_ in agents.organisations(args.newer_agents).values() for a in agents_})
   start = time.perf_counter()
   results = []
@@ -157,7 +160,8 @@ def _robots(args) -> int:
     for label, statuses, allowed in results:
       print(label + ": " + ", ".join(f"{a}={s}" for a, s in statuses.items())
             + (f"; {names[0]} {'may' if allowed else 'may not'} fetch {args.path}" if args.path else ""))
-  print(f"{len(texts)} robots.txt files, {len(names)} agents each: {seconds:.3f} s, "
+  size = sum(len(text.encode("utf-8", "replace")) for _, text in texts) / len(texts)
+  print(f"{len(texts)} robots.txt files ({size / 1024:.1f} KiB on average), {len(names)} agents each: {seconds:.3f} s, "
         f"{len(texts) / seconds:,.0f} files/s ({'paper-time' if args.paper_compat else 'RFC 9309'} parser)",
         file=sys.stderr)
   return 0
@@ -238,6 +242,7 @@ def register(subparsers) -> None:
   p = steps.add_parser("robots", help="classify robots.txt files per agent (and time the parser)")
   p.add_argument("files", nargs="*")
   p.add_argument("--json", help="a crawl's robots.json: every snapshot in it")
+  p.add_argument("--synthetic", type=int, default=0, help="also N generated files the size of a large site's")
   p.add_argument("--agent", action="append", help="agent to classify (repeatable; default: the tracked ones)")
   p.add_argument("--path", help="also say whether the first agent may fetch this path (RFC 9309)")
   p.add_argument("--paper-compat", action="store_true")

@@ -19,9 +19,9 @@ rules), a blank or comment line ends the group, values keep trailing comments, a
 case-sensitively, and there is no size limit.
 """
 
-import dataclasses
 import functools
 import re
+import typing
 
 MAX_BYTES = 500 * 1024
 STATUSES = ("none", "some", "all")
@@ -37,11 +37,12 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 # The paper's sub-type tests run over the whole file (`compute_url_date_agent_status_detailed`).
 _PAPER_SUBTYPES = (re.compile(r"Disallow:\s+/.*\?"), re.compile(r"Disallow:\s*/(?:admin|private|confidential)"),
                    re.compile(r"Crawl-delay:"), re.compile(r"Sitemap|sitemap"))
-_RFC_SUBTYPES = tuple(re.compile(p.pattern, re.IGNORECASE) for p in _PAPER_SUBTYPES)
+# Under RFC parsing keys have no case: the same tests, run on the lower-cased text.
+_RFC_SUBTYPES = (re.compile(r"disallow:\s+/.*\?"), re.compile(r"disallow:\s*/(?:admin|private|confidential)"),
+                 re.compile(r"crawl-delay:"), re.compile(r"sitemap"))
 
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
+class Rule(typing.NamedTuple):
   allow: bool
   value: str  # the path pattern as written (comment and surrounding whitespace removed)
 
@@ -156,17 +157,20 @@ class RobotsTxt:
     and comments are left out.
     """
     status = self.classify(agent)
-    pattern_q, important_dir, crawl_delay, sitemap = _PAPER_SUBTYPES if self.paper_compat else _RFC_SUBTYPES
-    text = self.text if self.paper_compat else _without_comments(self.text)
+    pattern_q, important_dir, crawl_delay, sitemap = self._subtypes
     if status == "some":
-      if pattern_q.search(text):
-        return "some_pattern_restrictions"
-      return "some_disallow_important_dir" if important_dir.search(text) else "some_other"
+      return ("some_pattern_restrictions" if pattern_q else
+              "some_disallow_important_dir" if important_dir else "some_other")
     if status == "none":
-      if crawl_delay.search(text):
-        return "none_crawl_delay"
-      return "none_sitemap" if sitemap.search(text) else "none"
+      return "none_crawl_delay" if crawl_delay else "none_sitemap" if sitemap else "none"
     return status
+
+  @functools.cached_property
+  def _subtypes(self) -> tuple[bool, bool, bool, bool]:
+    """Whether the file has a `?` pattern, a private directory, a crawl delay, a sitemap (paper's regexes)."""
+    patterns = _PAPER_SUBTYPES if self.paper_compat else _RFC_SUBTYPES
+    text = self.text if self.paper_compat else _without_comments(self.text).lower()
+    return tuple(bool(p.search(text)) for p in patterns)
 
 
 def _without_comments(text: str) -> str:
@@ -195,14 +199,15 @@ def _parse_rfc(text: str) -> RobotsTxt:
       if group_has_rules:
         current, group_has_rules = [], False
       agent = agent_key(value)
-      current.append(agent)
+      if agent not in current:
+        current.append(agent)
       groups.setdefault(agent, [])
     elif key in ("allow", "disallow"):
       if not current:
         ignored += 1  # a rule before any user-agent line belongs to no group
         continue
       rule = Rule(key == "allow", value)
-      for agent in dict.fromkeys(current):
+      for agent in current:
         groups[agent].append(rule)
       group_has_rules = True
     elif key == "sitemap":

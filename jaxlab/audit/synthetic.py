@@ -283,6 +283,36 @@ def state_at(history, date: str):
   return current
 
 
+def benchmark_robots(n: int, seed: int = 0) -> list[str]:
+  """n robots.txt files the size and shape of a large site's (1-6 KB: several groups, stacked user agents,
+  wildcards, queries, comments, sitemaps), for timing the parser."""
+  rng = np.random.default_rng(seed)
+  agents = ["*", "Googlebot", "Bingbot", "GPTBot", "CCBot", "ChatGPT-User", "anthropic-ai", "Google-Extended",
+            "FacebookBot", "Amazonbot", "Baiduspider", "YandexBot", "AhrefsBot", "SemrushBot", "ia_archiver"]
+  segments = ["admin", "search", "private", "cart", "account", "api", "tag", "print", "amp", "wp-admin", "cgi-bin",
+              "login", "feeds", "archive", "preview", "static", "user", "comments", "share", "beta"]
+  files = []
+  for _ in range(n):
+    lines = [f"# robots.txt generated {rng.integers(2016, 2025)}", ""]
+    for _ in range(rng.integers(3, 9)):
+      stack = rng.choice(agents, size=rng.integers(1, 4), replace=False)
+      lines += [f"User-agent: {a}" for a in stack]
+      for _ in range(rng.integers(5, 40)):
+        path = "/" + "/".join(rng.choice(segments, size=rng.integers(1, 4)))
+        shape = rng.integers(6)
+        path = (path + "/" if shape == 0 else path + "?*" if shape == 1 else path + "/*.php$" if shape == 2 else
+                "/*" + path if shape == 3 else path)
+        lines.append(f"{'Allow' if rng.random() < 0.15 else 'Disallow'}: {path}")
+      if rng.random() < 0.3:
+        lines.append(f"Crawl-delay: {rng.integers(1, 20)}")
+      if rng.random() < 0.2:
+        lines.append("# " + " ".join(rng.choice(segments, size=6)))
+      lines.append("")
+    lines += [f"Sitemap: https://www.example.com/sitemap-{i}.xml" for i in range(rng.integers(0, 6))]
+    files.append("\n".join(lines) + "\n")
+  return files
+
+
 def make_world(n_sites: int = 1500, seed: int = 0, top_tokens: int = 40_000, zipf: float = 0.85) -> World:
   rng = np.random.default_rng(seed)
   stems = list(CATEGORIES)
