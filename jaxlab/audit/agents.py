@@ -89,6 +89,19 @@ def combined(panel: Panel, orgs=TRACKED) -> np.ndarray:
   return np.max(np.stack([panel.column(o) for o in orgs], -1), -1)
 
 
+def overlap(codes: np.ndarray, orgs: list[str]) -> dict[str, float]:
+  """The paper's Table 3: per organisation, P(it is fully restricted | another organisation is).
+
+  `codes` [domains, organisations] holds each domain's latest detailed status per organisation in `orgs`.
+  """
+  restricted = codes == ALL
+  found = {}
+  for j, org in enumerate(orgs):
+    others = np.delete(restricted, j, axis=1).any(axis=1)
+    found[org] = float(restricted[others, j].mean()) if others.any() else float("nan")
+  return found
+
+
 def agent_observations(robots_json: dict[str, dict[str, str]], paper_compat: bool = False) -> list[dict]:
   """The paper's Table 6: per agent, the (domain x snapshot) observations naming it, and how many were
   `all`, `some` and `none`; `*All Agents*` counts every snapshot (`all` when every agent the domain's files

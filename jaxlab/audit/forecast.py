@@ -30,6 +30,7 @@ def sarima(values, months: list[str], order=ORDER, seasonal_order=SEASONAL_ORDER
 
   Leading months without data are dropped; NaNs inside the series are treated as missing observations.
   Forecasts of shares are clipped to `bounds` (a twice-differenced model extrapolates a jump past 100%).
+  The fitted coefficients (the paper's Table 9) are in `out.attrs["params"]`.
   """
   from statsmodels.tsa.statespace.sarimax import SARIMAX
   from threadpoolctl import threadpool_limits
@@ -48,6 +49,7 @@ def sarima(values, months: list[str], order=ORDER, seasonal_order=SEASONAL_ORDER
     warnings.simplefilter("ignore")
     try:
       fit = SARIMAX(series, order=order, seasonal_order=seasonal_order).fit(disp=False)
+      out.attrs["params"] = dict(zip(fit.model.param_names, np.asarray(fit.params).tolist()))
       prediction = fit.get_forecast(steps=steps)
       interval = np.asarray(prediction.conf_int(alpha=1 - level))
       out["forecast"] = np.asarray(prediction.predicted_mean)

@@ -87,7 +87,7 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
   combined = agents.combined(panel)
   headline: dict[str, float] = {}
   year_before = f"{int(config.end[:4]) - 1}{config.end[4:]}"
-  robot_tables, tos_tables, corpus_forecasts = {}, {}, {}
+  robot_tables, tos_tables, corpus_forecasts, coefficients = {}, {}, {}, {}
 
   def weights(domains, corpus):
     return token_table.weights(domains, corpus)
@@ -125,6 +125,7 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
                                                  forecast.CORPUS_ORDERS.get(corpus, (1, 2, 1)),
                                                  forecast.SEASONAL_ORDER, config.horizon)
       corpus_forecasts[corpus].to_csv(out / f"robots_{corpus}_full_forecast.csv", index=False)
+      coefficients[corpus] = corpus_forecasts[corpus].attrs.get("params", {})
       headline[f"{corpus}_full_forecast_{corpus_forecasts[corpus]['period'].iloc[-1]}"] = float(
           corpus_forecasts[corpus]["forecast"].iloc[-1])
     if tos_panel is not None:
@@ -148,6 +149,10 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
                                f"full_restricted_{year_before}", f"full_restricted_{config.end}")}
                           for c in config.corpora})
   markdown += [_markdown(summary), ""]
+  if coefficients:  # Table 9: the SARIMA fits of the full-corpus series
+    table9 = pd.DataFrame(coefficients)
+    table9.to_csv(out / "forecast_coefficients.csv", index_label="parameter")
+    markdown += ["## SARIMA coefficients of the full-corpus series", "", _markdown(table9, digits=3), ""]
   figure_paths = [figures.corpus_lines(robot_tables, corpus_forecasts, "Tokens fully restricted by robots.txt",
                                        out / "fig2_restricted_tokens.png")]
 
@@ -178,6 +183,14 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
     agent_frame = pd.DataFrame({o: 100 * headline[f"{corpus}_head_{o}_{config.end}"] for o in agents.TRACKED},
                                index=[f"% of HEAD {corpus.upper()} tokens, {config.end}"]).T
     markdown += [f"## Fully restricted by organisation, HEAD of {corpus.upper()}", "", _markdown(agent_frame), ""]
+    # Table 3 over every sampled domain's status in the last month.
+    sample_panel = panel.rows([d for d in panel.domains if d in head_set or d in random_set])
+    latest = np.stack([sample_panel.column(o)[:, -1] for o in agents.TRACKED], -1)
+    overlap = pd.DataFrame({"% restricted given another is": {o: 100 * v for o, v in agents.overlap(
+        latest, list(agents.TRACKED)).items()}}).sort_values("% restricted given another is", ascending=False)
+    overlap.to_csv(out / "organisation_overlap.csv", index_label="organisation")
+    markdown += [f"## P(organisation fully restricted | another one is), sampled domains, {config.end}", "",
+                 _markdown(overlap), ""]
 
     if tos_panel is not None:
       tp = tos_panel.rows([d for d in tos_panel.domains if d in head_set])

@@ -153,3 +153,8 @@ def test_sarima_forecast_follows_a_trend():
   shares = forecast.forecast_shares(
       __import__("pandas").DataFrame({"a": values, "b": 1 - values}).fillna(0.5), months, steps=3)
   assert shares.sum(axis=1).tolist() == pytest.approx([1, 1, 1]) and (shares >= 0).all().all()
+
+
+def test_organisation_overlap_by_hand():
+  codes = np.array([[7, 7, 1], [7, 1, 1], [1, 7, 7]])  # rows: domains; columns: organisations A, B, C
+  assert agents.overlap(codes, ["A", "B", "C"]) == pytest.approx({"A": 1 / 2, "B": 2 / 3, "C": 1 / 3})
