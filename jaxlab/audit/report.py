@@ -38,8 +38,11 @@ class ReportConfig:
 
 def _markdown(frame: pd.DataFrame, digits: int = 1, index: bool = True) -> str:
   def fmt(v):
-    return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) and np.isfinite(v) else "" if isinstance(
-        v, (float, np.floating)) else str(v)
+    if not isinstance(v, (float, np.floating)):
+      return str(v)
+    if not np.isfinite(v):
+      return ""
+    return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10**-digits else f"{v:.2g}"
   columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   for key, *row in frame.itertuples():
