@@ -90,7 +90,7 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
   combined = agents.combined(panel)
   headline: dict[str, float] = {}
   year_before = f"{int(config.end[:4]) - 1}{config.end[4:]}"
-  robot_tables, tos_tables, corpus_forecasts, coefficients = {}, {}, {}, {}
+  robot_tables, corpus_forecasts, coefficients = {}, {}, {}
 
   def weights(domains, corpus):
     return token_table.weights(domains, corpus)
@@ -137,11 +137,10 @@ def build(crawl_dir: str | Path, token_table: TokenTable, out_dir: str | Path, c
       tos_frame = series(tos.is_restricted(tos_panel.column("ToS")), t_head, t_rand, tos_panel.present,
                          tos_panel.domains)
       tos_frame.to_csv(out / f"tos_{corpus}_estimates.csv", index=False)
-      tos_tables[corpus] = tos_frame
       headline[f"{corpus}_tos_head_restricted_{config.end}"] = _value(tos_frame, config.end, "Head")
       headline[f"{corpus}_tos_full_restricted_{config.end}"] = _value(tos_frame, config.end, "Full Corpus")
 
-  markdown = [f"# Consent in Crisis audit report", "",
+  markdown = ["# Consent in Crisis audit report", "",
               f"Months {config.start} to {config.end}; HEAD = top {config.head_k} domains per corpus; "
               f"{len(random_domains)} RANDOM domains; robots.txt parser: "
               f"{'paper-time (paper_compat)' if config.paper_compat else 'RFC 9309'}; {len(panel.domains)} domains "

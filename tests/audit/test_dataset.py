@@ -6,7 +6,6 @@ from pathlib import Path
 import sys
 import types
 
-import numpy as np
 import pytest
 
 from jaxlab.audit import robots, tos
