@@ -2,7 +2,8 @@
 
 Layout of a crawl folder:
 
-  <kind>/<sanitized url>/cdx.json            the URL's capture list (its domain, kind and URL too)
+  <kind>/<sanitized url>/cdx.json            the URL's capture list (its domain, kind and URL too); ToS
+                                              folders end in `__<domain>`
   <kind>/<sanitized url>/<timestamp>.body     the raw bytes of one capture
   <kind>/<sanitized url>/<timestamp>.json     what is known of it: CDX fields, content type, size, sha256, and
                                               `body`: 'text', 'non_text' or 'truncated'
@@ -119,7 +120,10 @@ class CrawlStore:
       stale.unlink(missing_ok=True)
 
   def folder(self, target: Target) -> Path:
-    return self.root / target.kind / sanitize_url(target.url)
+    name = sanitize_url(target.url)
+    if target.kind == "tos":  # sites of one owner may share a ToS page; each domain keeps its own copy
+      name += "__" + target.domain.replace(".", "_")
+    return self.root / target.kind / name
 
   def listing(self, target: Target) -> list[Capture] | None:
     path = self.folder(target) / "cdx.json"
@@ -193,6 +197,7 @@ def crawl(targets: list[Target], out: str | Path, client: WaybackClient, *, star
           end: str = DEFAULT_END, workers: int = 4, progress: bool = True) -> CrawlSummary:
   """Lists and fetches every target's monthly captures into `out`, skipping what is already stored."""
   store = CrawlStore(out)
+  targets = list(dict.fromkeys(targets))  # a URL listed twice is crawled once
   summary = CrawlSummary(targets=len(targets))
   lock = threading.Lock()
 

@@ -10,7 +10,10 @@ import re
 
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
-_TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json", "application/javascript")
+# Types that are never text; anything else (servers send robots.txt as application/octet-stream too) is
+# sniffed.
+_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip", "application/gzip",
+                 "application/x-gzip", "application/vnd.", "application/msword", "application/x-shockwave-flash")
 _BLOCKS = frozenset("address article aside blockquote dd div dl dt footer form header hr li main nav ol pre "
                     "section table td th tr ul title".split())
 _HEADINGS = {"h1": "# ", "h2": "## ", "h3": "### "}
@@ -50,9 +53,8 @@ def decode(body: bytes, content_type: str | None = None) -> str:
 
 
 def is_text(body: bytes, content_type: str | None = None) -> bool:
-  """Whether a body is text: a textual Content-Type (when given) and no NUL bytes in its first 8 KiB."""
-  kind = (content_type or "").split(";")[0].strip().lower()
-  if kind and not kind.startswith(_TEXT_TYPES) and kind != "unk":
+  """Whether a body is text: not a binary Content-Type, and no NUL bytes in its first 8 KiB (UTF-16 aside)."""
+  if (content_type or "").split(";")[0].strip().lower().startswith(_BINARY_TYPES):
     return False
   head = body[:8192]
   return b"\x00" not in head or head.startswith((b"\xff\xfe", b"\xfe\xff"))

@@ -11,7 +11,6 @@ jitter, honouring `Retry-After`.
 import dataclasses
 import http.client
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -112,7 +111,7 @@ class WaybackClient:
         raise TransientError(f"HTTP {e.code}", retry_after_seconds(e.headers)) from e
       raise FetchError(f"HTTP {e.code}") from None
     except urllib.error.URLError as e:
-      if isinstance(e.reason, (socket.timeout, TimeoutError, ConnectionError, OSError)):
+      if isinstance(e.reason, OSError):  # timeouts, refused or reset connections, DNS, TLS
         raise TransientError(f"{type(e.reason).__name__}: {e.reason}") from e
       raise FetchError(str(e.reason)) from None
     except (TimeoutError, ConnectionError, http.client.HTTPException) as e:

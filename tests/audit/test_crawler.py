@@ -203,6 +203,7 @@ def test_targets_from_a_domain_sheet(tmp_path):
 
 @pytest.mark.parametrize("content_type,body,is_text", [
     ("text/plain", b"User-agent: *", True), (None, b"User-agent: *", True), ("image/png", b"\x89PNG", False),
+    ("application/octet-stream", b"User-agent: *\nDisallow: /", True),
     (None, b"GIF89a\x00\x01", False), ("text/html; charset=utf-8", "<p>é</p>".encode(), True)])
 def test_text_detection(content_type, body, is_text):
   from jaxlab.audit import text
