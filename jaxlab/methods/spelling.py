@@ -27,6 +27,7 @@ from flax import linen as nn
 from jaxlab import training
 from jaxlab.data import spelling_features, spelling_sources
 from jaxlab.errors import UserError
+from jaxlab.models import clip
 
 # CLI flag of the reference code -> the pair its symmetric InfoNCE term aligns (the figure's L1..L6).
 TERMS = {
@@ -105,11 +106,8 @@ def project(w, x):
 
 
 def symmetric_infonce(a, b):
-  """Cross-entropy of the cosine logits a·bᵀ (temperature 1), averaged over both directions."""
-  logits = a @ b.T
-  labels = jnp.arange(a.shape[0])
-  return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean())
+  """CLIP's symmetric cross-entropy on the cosine logits a·bᵀ at temperature 1 (no logit scale)."""
+  return clip.contrastive_loss(a @ b.T)
 
 
 def orthogonality_penalty(w):
