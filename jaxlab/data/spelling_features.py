@@ -193,7 +193,8 @@ def encode_typographic(clip: "FrozenCLIP", folder, directory: Path, prompt: str 
 def manifest_for(config, clip_folder) -> dict:
   """What a store's contents depend on; a store is reused only when its manifest matches."""
   data = config.data
-  return {"clip": str(Path(clip_folder).absolute()), "seed": config.seed, "data": data.to_dict(),
+  return {"clip": str(Path(clip_folder).absolute()), "clip_config": config.clip.to_dict(), "seed": config.seed,
+          "data": data.to_dict(),
           "typographic_dir": str(config.typographic_dir or "")}
 
 
