@@ -41,8 +41,6 @@ class FrozenCLIP:
   Batches are padded to fixed sizes (one compilation each) and split over all devices along the batch.
   """
 
-  IMAGE_CHUNK, TEXT_CHUNK = 192, 256
-
   def __init__(self, folder, dtype=jnp.float32):
     from jaxlab.models import clip, load_pretrained
     self.folder = Path(folder)
@@ -55,6 +53,8 @@ class FrozenCLIP:
         CLIPTokenizer.default(context_length=context)
     self.image_size = self.module.vision_config.image_size
     mesh = parallel.make_mesh({"data": -1})
+    devices = mesh.devices.size
+    self.image_chunk, self.text_chunk = (-(-n // devices) * devices for n in (192, 256))
     self.params = jax.device_put(params, parallel.replicated(mesh))
     batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
@@ -81,7 +81,7 @@ class FrozenCLIP:
 
   def images(self, pixels: np.ndarray) -> np.ndarray:
     """Preprocessed `[B, H, W, 3]` -> `[B, D]`."""
-    out = [np.asarray(self._images(self.params, x))[:rows] for (x,), rows in self._chunks([pixels], self.IMAGE_CHUNK)]
+    out = [np.asarray(self._images(self.params, x))[:rows] for (x,), rows in self._chunks([pixels], self.image_chunk)]
     return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
   def texts(self, texts: list[str]) -> np.ndarray:
@@ -89,7 +89,7 @@ class FrozenCLIP:
       return np.zeros((0, self.dim), np.float32)
     tokens = self.tokenizer(texts)
     out = [np.asarray(self._texts(self.params, ids, mask))[:rows]
-           for (ids, mask), rows in self._chunks([tokens["input_ids"], tokens["attention_mask"]], self.TEXT_CHUNK)]
+           for (ids, mask), rows in self._chunks([tokens["input_ids"], tokens["attention_mask"]], self.text_chunk)]
     return np.concatenate(out)
 
   def pil_images(self, images) -> np.ndarray:
@@ -178,7 +178,7 @@ def encode_typographic(clip: "FrozenCLIP", folder, directory: Path, prompt: str 
   files, true, attack = spelling_sources.load_typographic(folder)
   classes = sorted(set(true) | set(attack))
   directory.mkdir(parents=True, exist_ok=True)
-  chunk = clip.IMAGE_CHUNK  # photos are decoded a chunk at a time: phone pictures are large
+  chunk = clip.image_chunk  # photos are decoded a chunk at a time: phone pictures are large
   features = [clip.pil_images([Image.open(f).convert("RGB") for f in files[s:s + chunk]])
               for s in range(0, len(files), chunk)]
   np.save(directory / "x.npy", np.concatenate(features))
@@ -199,7 +199,10 @@ def manifest_for(config, clip_folder) -> dict:
 
 
 def extract(config, features_dir, clip_folder, log=print) -> Path:
-  """Encodes both splits (and the typographic set) into `features_dir`, unless a matching store is there."""
+  """Encodes both splits (and the typographic set) into `features_dir`, unless a matching store is there.
+
+  Encoding runs in one process (over all of its devices); a multi-host run needs the store made beforehand.
+  """
   features_dir = Path(features_dir)
   manifest = manifest_for(config, clip_folder)
   manifest_file = features_dir / "manifest.json"
@@ -209,6 +212,9 @@ def extract(config, features_dir, clip_folder, log=print) -> Path:
       return features_dir
     raise UserError(f"{features_dir} holds features of another configuration (see its manifest.json); "
                     "delete it or set --config.features_dir to a new folder")
+  if jax.process_count() > 1:
+    raise UserError(f"{features_dir} holds no feature store; encode it first with a single-process run "
+                    "(the same config on one host), then start the multi-host run")
   clip = FrozenCLIP(clip_folder)
   data = config.data
   counts = {}

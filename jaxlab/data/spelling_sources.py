@@ -11,6 +11,7 @@ An image source is a sized, indexable collection: `source[i] -> (key, image, cla
 import itertools
 import json
 from pathlib import Path
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -62,7 +63,6 @@ def read_words(path) -> list[str]:
 
 def split_words(words, split: str, val_fraction: float = 0.5) -> list[str]:
   """Disjoint train/val halves of a word list, by a stable hash of each word (so val words are unseen)."""
-  import zlib
   def in_val(w):
     return (zlib.crc32(w.encode()) % 1000) < val_fraction * 1000
   chosen = [w for w in words if in_val(w) == (split != "train")]

@@ -196,7 +196,13 @@ def _first_of_each(words: list[str], rows: np.ndarray) -> np.ndarray:
 
 
 def evaluate_features(directory, w=None) -> dict[str, float]:
-  """Every metric on the stored val split (and typographic set), for raw CLIP (w=None) or a projection."""
+  """Every metric on the stored val split (and typographic set), for raw CLIP (w=None) or a projection.
+
+  Two departures from the reference evaluation: projected class prompts are re-normalised before the
+  zero-shot argmax (the reference skips it, so prompt norms bias the classes), and each retrieval subset keeps
+  the first tuple of every distinct string (the reference cut the real subset to its first U rows, U = the
+  number of distinct real strings), since a repeated string makes the text side of a pair ambiguous.
+  """
   w = None if w is None else jnp.asarray(w)
   val = spelling_features.load_split(directory, "val")
   _, class_text = spelling_features.load_classes(directory)

@@ -207,3 +207,19 @@ def test_configs_and_user_errors(tmp_path):
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(UserError):
     spelling.make_task(paper, tmp_path)
+
+
+def test_image_folder_source_reads_imagenet_layout(tmp_path):
+  for wnid, color in (("n02", "red"), ("n01", "blue")):
+    (tmp_path / "val" / wnid).mkdir(parents=True)
+    for i in range(2):
+      Image.new("RGB", (40, 30), color).save(tmp_path / "val" / wnid / f"img{i}.JPEG")
+  (tmp_path / "val" / "n01" / "notes.txt").write_text("not an image")
+  (tmp_path / "imagenet_class_index.json").write_text(json.dumps({"0": ["n01", "goldfish"], "1": ["n02", "tench"]}))
+  source = spelling_sources.make_source(ml_collections.ConfigDict({"source": "folder", "path": str(tmp_path)}),
+                                        "val", seed=0)
+  assert source.classes == ["goldfish", "tench"] and len(source) == 4
+  key, image, class_id = source[2]
+  assert key == "val/n02/img0.JPEG" and class_id == 1 and image.getpixel((0, 0))[0] > 200
+  with pytest.raises(UserError, match="train"):
+    spelling_sources.ImageFolderSource(tmp_path, "train")
