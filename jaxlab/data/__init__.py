@@ -1,1 +1,1 @@
-"""Input pipelines: video decoding and sampling, grain datasets, tokenization."""
+"""Input pipelines: video decoding and sampling, grain datasets, tokenizers, image preprocessing."""
