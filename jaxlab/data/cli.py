@@ -19,6 +19,15 @@ def register(subparsers) -> None:
   p.add_argument("--size", default="48x64", help="frame height x width")
   p.set_defaults(handler=_airletters_synth)
 
+  p = verbs.add_parser("something-else-synth",
+                       help="write a synthetic Something-Else folder (box tracks, frames, splits) in the release layout")
+  p.add_argument("--out", required=True)
+  p.add_argument("--per-class", default="train=48,validation=16",
+                 help="clips per class in the compositional train and validation sets")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--video-format", default="frames", choices=["frames", "webm"])
+  p.set_defaults(handler=_something_else_synth)
+
   p = verbs.add_parser("build", help="build a TFDS dataset from datasets/NAME (same as `tfds build`)")
   p.add_argument("name")
   p.add_argument("--manual-dir", required=True)
@@ -35,6 +44,19 @@ def _airletters_synth(args, overrides) -> int:
   except ValueError:
     raise UserError(f"--per-class {args.per_class!r} / --size {args.size!r} not understood") from None
   root = airletters_synth.write_dataset(args.out, per_class, seed=args.seed, height=height, width=width)
+  print(f"wrote {root}")
+  return 0
+
+
+def _something_else_synth(args, overrides) -> int:
+  from jaxlab.data import something_else_synth
+  try:
+    per_class = {k: int(v) for k, v in (item.split("=") for item in args.per_class.split(","))}
+  except ValueError:
+    raise UserError(f"--per-class {args.per_class!r} not understood; e.g. train=48,validation=16") from None
+  if set(per_class) != {"train", "validation"}:
+    raise UserError("--per-class must give train=N,validation=M")
+  root = something_else_synth.write_dataset(args.out, per_class, seed=args.seed, video_format=args.video_format)
   print(f"wrote {root}")
   return 0
 

@@ -36,13 +36,37 @@ def read_video(source: str | Path | bytes) -> tuple[np.ndarray, float]:
   return np.stack(frames), fps
 
 
+def read_frame_size(source: str | Path) -> tuple[int, int]:
+  """(height, width) of an image file, or of a video's first frame (decoding only that frame)."""
+  path = Path(source)
+  if not path.is_file():
+    raise VideoDecodeError(f"{source}: no such file")
+  if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+    try:
+      with Image.open(path) as image:
+        return image.height, image.width
+    except OSError as e:
+      raise VideoDecodeError(f"{type(e).__name__}: {e}") from None
+  try:
+    with av.open(str(path)) as container:
+      if not container.streams.video:
+        raise VideoDecodeError("no video stream")
+      for frame in container.decode(container.streams.video[0]):
+        return frame.height, frame.width
+  except (av.FFmpegError, OSError, ValueError) as e:
+    raise VideoDecodeError(f"{type(e).__name__}: {e}") from None
+  raise VideoDecodeError("no decodable frames")
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
-  """Writes `[T, H, W, 3]` uint8 frames as H.264 (yuv420p, so H and W must be even)."""
+  """Writes `[T, H, W, 3]` uint8 frames as H.264, or VP8 for a `.webm` path (yuv420p: H and W must be even)."""
   t, h, w, _ = frames.shape
+  webm = Path(path).suffix.lower() == ".webm"
   with av.open(str(path), "w") as container:
-    stream = container.add_stream("libx264", rate=int(round(fps)))
+    stream = container.add_stream("libvpx" if webm else "libx264", rate=int(round(fps)))
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.options = {"crf": str(crf)}
+    # libvpx reads crf as a quality cap only when the bitrate target is lifted.
+    stream.options = {"crf": str(crf), "b": "0"} if webm else {"crf": str(crf)}
     for frame in frames:
       for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
         container.mux(packet)
