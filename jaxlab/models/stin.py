@@ -204,62 +204,68 @@ class I3DClassifier(nn.Module):
 
 # ------------------------------------------------------------------------------------- PyTorch checkpoints
 
-_I3D_RENAMES = [(r"\.conv(\d)\.0\.", r".conv\1."), (r"\.conv(\d)\.1\.", r".bn\1."),
-                (r"\.shortcut\.0\.", ".downsample_conv."), (r"\.shortcut\.1\.", ".downsample_bn."),
-                (r"^layer(\d)\.(\d+)\.", r"layer\1_\2.")]
+# Our I3D block names <-> the original's `conv1.0` (conv) / `conv1.1` (its batch norm) / `shortcut.0|1`.
+_I3D_NAMES = [(r"(layer\d_\d+\.)conv(\d)\.", r"\1conv\2.0."), (r"(layer\d_\d+\.)bn(\d)\.", r"\1conv\2.1."),
+              (r"\.downsample_conv\.", ".shortcut.0."), (r"\.downsample_bn\.", ".shortcut.1.")]
+# The fusion models prefix the box branch's modules with `c_` (not the embedding or the classifier).
+_FUSION_PREFIXED = ("coord_to_feature", "coord_category_fusion", "spatial_node_fusion", "box_feature_fusion",
+                    "nonlocal_fusion")
 
 
-def _flax_style(key: str) -> str:
-  """`nonlocal_fusion.0.1.weight` -> `nonlocal_fusion_0_1.weight`: list indices join their module's name."""
-  return re.sub(r"\.(\d+)(?=\.)", r"_\1", key)
-
-
-def _i3d_style(key: str) -> str:
-  for pattern, replacement in _I3D_RENAMES:
+def _to_torch_name(key: str) -> str:
+  """`stin.nonlocal_fusion_0_1.weight` -> `c_nonlocal_fusion.0.1.weight`, `i3D.layer1_0.bn2.weight` ->
+  `i3D.layer1.0.conv2.1.weight`: list indices become path components."""
+  for pattern, replacement in _I3D_NAMES:
     key = re.sub(pattern, replacement, key)
+  key = re.sub(r"_(\d+)(?=[._])", r".\1", key)
+  if key.startswith("stin."):
+    key = key[len("stin."):]
+    key = "c_" + key if key.startswith(_FUSION_PREFIXED) else key
   return key
 
 
-def _renamed_state(state, module: nn.Module) -> dict:
-  """The state dict's keys in our module paths (`stin.`/`i3D.` prefixes for the fusion models)."""
-  out = {}
-  for key, value in state.items():
-    key = key.removeprefix("module.")
-    if key.endswith("num_batches_tracked"):
-      continue
-    if key.startswith("i3D."):
-      if key.startswith(("i3D.classifier.", "i3D.dropout.")):
-        continue  # the I3D's own Kinetics head, which no jaxlab model uses
-      out["i3D." + _i3d_style(key[len("i3D."):])] = value
-    elif isinstance(module, AppearanceSTIN) and not key.startswith("conv."):
-      out["stin." + _flax_style(key.removeprefix("c_"))] = value
-    else:
-      out[_flax_style(key)] = value
-  return out
+def _from_torch_name(key: str, fusion: bool) -> str:
+  key = key.removeprefix("module.")
+  if fusion and not key.startswith(("i3D.", "conv.")):
+    key = "stin." + key.removeprefix("c_")
+  key = re.sub(r"(?<=[a-z0-9])\.(\d+)(?=\.)", r"_\1", key)
+  key = re.sub(r"(layer\d_\d+\.)conv(\d)_0\.", r"\1conv\2.", key)
+  key = re.sub(r"(layer\d_\d+\.)conv(\d)_1\.", r"\1bn\2.", key)
+  return key.replace(".shortcut_0.", ".downsample_conv.").replace(".shortcut_1.", ".downsample_bn.")
+
+
+_UNUSED = ("num_batches_tracked", "i3D.classifier.", "i3D.dropout.")  # counters; the I3D's own Kinetics head
 
 
 def variables_from_torch(state, module: nn.Module, *example_inputs) -> dict:
   """`{'params', 'batch_stats'}` for `module` from a PyTorch state dict of the original Something-Else code
-  (`VideoModelCoord*`, `VideoModelGlobalCoordLatent*`, `VideoGlobalModel`; the `module.` prefix of
-  DataParallel is dropped) or of its Kinetics I3D (`i3D.*` keys). Every leaf of `module` must be found."""
+  (`VideoModelCoord*`, `VideoModelGlobalCoordLatent*`, `VideoGlobalModel`; DataParallel's `module.` prefix is
+  dropped) or of its Kinetics I3D (`i3D.*` keys). Every leaf of `module` must be found."""
   abstract = jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.key(0), *example_inputs)))
-  state = {k: np.asarray(v) for k, v in _renamed_state(state, module).items()}
+  fusion = isinstance(module, AppearanceSTIN)
+  state = {_from_torch_name(k, fusion): np.asarray(v) for k, v in state.items()
+           if not any(u in k for u in _UNUSED)}
   variables = {"params": weights.torch_to_flax(state, abstract["params"], name="state dict")}
-  stats = traverse_util.flatten_dict(abstract.get("batch_stats", {}))
-  if stats:
-    variables["batch_stats"] = weights.torch_to_flax(
-        state, traverse_util.unflatten_dict(stats), name="state dict")
+  if abstract.get("batch_stats"):
+    variables["batch_stats"] = weights.torch_to_flax(state, abstract["batch_stats"], name="state dict")
   return variables
+
+
+def variables_to_torch(variables, module: nn.Module) -> dict[str, np.ndarray]:
+  """The state dict the original code's module of the same kind loads (inverse of `variables_from_torch`)."""
+  state = {}
+  for collection in ("params", "batch_stats"):
+    for key, value in weights.flax_to_torch(variables.get(collection, {})).items():
+      state[_to_torch_name(key)] = value
+  return state
 
 
 def i3d_variables_from_torch(state, config: cnn3d.ResNeXt3DConfig = cnn3d.I3D_RESNET50, frames: int = 16,
                              size: int = 224) -> dict:
   """The I3D backbone's `{'params', 'batch_stats'}` from a Kinetics checkpoint's state dict (keys `conv1.*`,
   `layer1.0.conv1.0.*`, ..., with or without the `module.` / `i3D.` prefixes)."""
-  state = {k.removeprefix("module.").removeprefix("i3D."): v for k, v in state.items()}
-  state = {f"i3D.{k}": v for k, v in state.items()}
-  holder = _Backbone(config)
-  variables = variables_from_torch(state, holder, jnp.zeros((1, frames, size, size, 3)))
+  state = {"i3D." + k.removeprefix("module.").removeprefix("i3D."): v for k, v in state.items()}
+  variables = variables_from_torch(state, _Backbone(config), jnp.zeros((1, frames, size, size, 3)))
   return {collection: tree["i3D"] for collection, tree in variables.items()}
 
 
