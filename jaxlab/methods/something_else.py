@@ -383,11 +383,11 @@ def evaluate(config, workdir, step=None) -> dict:
 def export(config, workdir) -> list[Path]:
   """The trained model as a PyTorch state dict of the original code's modules, in safetensors."""
   from safetensors.numpy import save_file
-  model, variables, _, _ = _restored(config, workdir)
+  _, variables, _, _ = _restored(config, workdir)
   out = Path(workdir) / "export"
   out.mkdir(parents=True, exist_ok=True)
   path = out / f"{config.model_name}.safetensors"
-  save_file(stin.variables_to_torch(variables, model), str(path))
+  save_file(stin.variables_to_torch(variables), str(path))
   return [path]
 
 

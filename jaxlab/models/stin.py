@@ -245,13 +245,16 @@ def variables_from_torch(state, module: nn.Module, *example_inputs) -> dict:
   fusion = isinstance(module, AppearanceSTIN)
   state = {_from_torch_name(k, fusion): np.asarray(v) for k, v in state.items()
            if not any(u in k for u in _UNUSED)}
-  variables = {"params": weights.torch_to_flax(state, abstract["params"], name="state dict")}
+  is_stat = lambda key: key.endswith(("running_mean", "running_var"))
+  variables = {"params": weights.torch_to_flax({k: v for k, v in state.items() if not is_stat(k)},
+                                               abstract["params"], name="state dict")}
   if abstract.get("batch_stats"):
-    variables["batch_stats"] = weights.torch_to_flax(state, abstract["batch_stats"], name="state dict")
+    variables["batch_stats"] = weights.torch_to_flax({k: v for k, v in state.items() if is_stat(k)},
+                                                     abstract["batch_stats"], name="state dict")
   return variables
 
 
-def variables_to_torch(variables, module: nn.Module) -> dict[str, np.ndarray]:
+def variables_to_torch(variables) -> dict[str, np.ndarray]:
   """The state dict the original code's module of the same kind loads (inverse of `variables_from_torch`)."""
   state = {}
   for collection in ("params", "batch_stats"):
