@@ -1,13 +1,14 @@
 """Something-Else: STIN (+OIE, +NL), the I3D baseline and their fusion, on Something-Something boxes.
 
 Variants:
-  tiny           STIN+OIE+NL (d=64) on the synthetic release's `compositional_boxes`; about a minute on a CPU
-  tiny_fewshot   fine-tunes the tiny run's head on the synthetic 5-shot set (--config.fine_tune_from=RUN)
-  paper          STIN+OIE+NL, d=256, 4 boxes x 8 frames, on `compositional_boxes` (the paper's recipe)
-  paper_i3d      I3D ResNet-50 + STIN+OIE+NL on `compositional` frames (--config.i3d.checkpoint=kinetics.safetensors)
-  fewshot_base   STIN+OIE+NL on the 88 base classes (`fewshot_boxes`, base_train / base_validation)
-  fewshot_5shot  the new head on the 5-shot set of the 86 novel classes (--config.fine_tune_from=BASE_RUN)
-  fewshot_10shot the same on the 10-shot set
+  tiny               STIN+OIE+NL (d=64) on the synthetic release's `compositional_boxes`; under a minute on a CPU
+  tiny_fewshot_base  the same on the synthetic few-shot base classes (`fewshot_boxes`)
+  tiny_fewshot       a new head on the synthetic 5-shot set (--config.fine_tune_from=<tiny_fewshot_base run>)
+  paper              STIN+OIE+NL, d=256, 4 boxes x 8 frames, on `compositional_boxes` (the paper's recipe)
+  paper_i3d          I3D ResNet-50 + STIN+OIE+NL on `compositional` frames (--config.i3d.checkpoint=kinetics.safetensors)
+  fewshot_base       STIN+OIE+NL on the 88 base classes (`fewshot_boxes`, base_train / base_validation)
+  fewshot_5shot      the new head on the 5-shot set of the 86 novel classes (--config.fine_tune_from=BASE_RUN)
+  fewshot_10shot     the same on the 10-shot set
 
 Override `--config.model_name` with stin | stin_oie | stin_oie_nl | i3d | i3d_stin_oie | i3d_stin_oie_nl, and
 `--config.ensemble_with='["runs/a","runs/b"]'` at `jaxlab eval` for the late ensemble. `data_dir` is the TFDS
@@ -53,7 +54,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.checkpoint_every = 2000
   c.eval_every = 0
 
-  if arg in ("tiny", "tiny_fewshot"):
+  if arg in ("tiny", "tiny_fewshot_base", "tiny_fewshot"):
     c.dataset = "something_else/compositional_boxes"
     c.coord_feature_dim = 64
     c.batch_size = 32
@@ -62,15 +63,19 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.lr = 0.05
     c.lr_steps = (30,)
     c.log_every = 20
-    c.checkpoint_every = 200
+    c.checkpoint_every = 1000
     c.mesh.data = 8
-    if arg == "tiny_fewshot":
+    if arg == "tiny_fewshot_base":
+      c.dataset = "something_else/fewshot_boxes"
+      c.train_split = "base_train"
+      c.eval_split = "base_validation"
+    elif arg == "tiny_fewshot":
       c.dataset = "something_else/fewshot_boxes"
       c.train_split = "novel_5shot_train"
       c.eval_split = "novel_5shot_validation"
       c.batch_size = 8
       c.eval_batch_size = 8
-      c.epochs = 20
+      c.epochs = 100              # 10 clips: one step per epoch
       c.lr_steps = ()
   elif arg == "paper":
     pass
@@ -89,6 +94,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train_split = f"novel_{shots}_train"
     c.eval_split = f"novel_{shots}_validation"
   else:
-    raise ValueError(f"unknown variant {arg!r}; use tiny, tiny_fewshot, paper, paper_i3d, fewshot_base, "
-                     "fewshot_5shot or fewshot_10shot")
+    raise ValueError(f"unknown variant {arg!r}; use tiny, tiny_fewshot_base, tiny_fewshot, paper, paper_i3d, "
+                     "fewshot_base, fewshot_5shot or fewshot_10shot")
   return c
