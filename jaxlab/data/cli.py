@@ -20,7 +20,7 @@ def register(subparsers) -> None:
   p.set_defaults(handler=_airletters_synth)
 
   p = verbs.add_parser("something-else-synth",
-                       help="write a synthetic Something-Else folder (box tracks, frames, splits) in the release layout")
+                       help="write a synthetic Something-Else folder (box tracks, frames, splits) as released")
   p.add_argument("--out", required=True)
   p.add_argument("--per-class", default="train=48,validation=16",
                  help="clips per class in the compositional train and validation sets")

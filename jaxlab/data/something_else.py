@@ -6,7 +6,8 @@ The manual folder holds what users download, as published:
   something-something-v2-labels.json            SSv2 template -> class id (a string), for the `ssv2_label` field
   something-something-v2-{train,validation}.json  SSv2 lists, for the `ssv2_split` field (optional)
   bounding_box_smthsmth_part{1..4}.json         ground-truth boxes, merged by video id (or one annotations.json)
-  detected_compositional_part{1..3}.json        detected boxes of the compositional split (optional)
+  detected_compositional_part{1..3}.json        detected boxes of the compositional split (optional; or one
+                                                merged detected_annotations.json)
   dataset_splits/                               the Something-Else repository's folder, as it is
 
 A box file maps a video id to its frames at 12 fps; frame i (`name` "<id>/<i+1 as %04d>.jpg") lists boxes with

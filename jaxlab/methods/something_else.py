@@ -62,7 +62,7 @@ def load_dataset(config):
   import tensorflow_datasets as tfds
   try:
     sources = tfds.data_source(config.dataset, data_dir=config.data_dir)
-    metadata = tfds.builder(config.dataset, data_dir=config.data_dir).info.metadata
+    info = tfds.builder(config.dataset, data_dir=config.data_dir).info
   except Exception as e:  # TFDS raises several types for "not built"
     raise UserError(
         f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
@@ -71,7 +71,10 @@ def load_dataset(config):
   for split in (config.train_split, config.eval_split):
     if split not in sources:
       raise UserError(f"{config.dataset} has no split {split!r}; it has {', '.join(sources)}")
-  return sources, dict(metadata["classes"])
+  if uses_pixels(config) and "frames" not in info.features:
+    raise UserError(f"{config.model_name} needs frames, which {config.dataset} does not store; use the config "
+                    f"without `_boxes` (e.g. {config.dataset.removesuffix('_boxes')})")
+  return sources, dict(info.metadata["classes"])
 
 
 def _video_id(example) -> int:
@@ -160,12 +163,9 @@ def is_trainable(config, path: tuple[str, ...]) -> bool:
   return not (config.i3d.checkpoint and path[0] == "i3D")
 
 
-def split_tree(tree, keep) -> tuple[dict, dict]:
-  """(leaves whose path `keep` accepts, the rest), both as nested dicts."""
-  flat = traverse_util.flatten_dict(tree)
-  kept = {k: v for k, v in flat.items() if keep(k)}
-  rest = {k: v for k, v in flat.items() if not keep(k)}
-  return traverse_util.unflatten_dict(kept), traverse_util.unflatten_dict(rest)
+def subtree(tree, keep) -> dict:
+  """The leaves of a nested dict whose path `keep` accepts."""
+  return traverse_util.unflatten_dict({k: v for k, v in traverse_util.flatten_dict(tree).items() if keep(k)})
 
 
 def merge_trees(*trees) -> dict:
@@ -232,16 +232,16 @@ def make_task(config, workdir=None) -> training.Task:
   trainable = lambda path: is_trainable(config, path)
   frozen = None
   if fine_tuning or config.i3d.checkpoint:
-    loaded = _checkpoint_variables(config)
-    # A new head: the base model's classes are not the fine-tuning set's.
-    frozen = {collection: split_tree(tree, lambda p: not trainable(p))[0] for collection, tree in loaded.items()}
+    # When fine-tuning, the base model's head is left out: the new one has the fine-tuning set's classes.
+    frozen = {collection: subtree(tree, lambda p: not trainable(p))
+              for collection, tree in _checkpoint_variables(config).items()}
   mesh = parallel.make_mesh(dict(config.mesh))
 
   def init_variables(rng):
     variables = model.init(rng, *model_inputs(config, example_batch(config)))
-    params = split_tree(variables["params"], trainable)[0]
+    params = subtree(variables["params"], trainable)
     # Fine-tuning freezes every batch norm; a loaded I3D keeps its own statistics.
-    stats = {} if fine_tuning else split_tree(variables.get("batch_stats", {}), trainable)[0]
+    stats = {} if fine_tuning else subtree(variables.get("batch_stats", {}), trainable)
     return {"params": params, **({"batch_stats": stats} if stats else {})}
 
   def loss_fn(params, model_state, frozen, batch, rng):
@@ -250,7 +250,7 @@ def make_task(config, workdir=None) -> training.Task:
     kwargs = dict(train=not fine_tuning, rngs={"dropout": rng})
     if model_state:
       logits, updates = model.apply(variables, *inputs, mutable=["batch_stats"], **kwargs)
-      model_state = {"batch_stats": split_tree(updates["batch_stats"], trainable)[0]}
+      model_state = {"batch_stats": subtree(updates["batch_stats"], trainable)}
     else:
       logits = model.apply(variables, *inputs, **kwargs)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()

@@ -1,9 +1,9 @@
 """STIN: the Spatial-Temporal Interaction Network of Something-Else (Materzynska et al., CVPR 2020).
 
-A video is `B` box slots (objects and hands) over `T` frames, each box `(cx, cy, w, h)` in [0, 1] and a category
+A video is N box slots (objects and hands) over T frames, each box `(cx, cy, w, h)` in [0, 1] and a category
 (0 none, 1 hand, 2 object). Per box and frame: a coordinate embedding (and with OIE an identity embedding of the
 category); per frame: spatial message passing (each box sees the mean of the other slots); per box: temporal
-fusion of its T frame features; with NL: non-local blocks across the B box vectors; then the mean over boxes and
+fusion of its T frame features; with NL: non-local blocks across the N box vectors; then the mean over boxes and
 a 3-layer classifier. Batch norm everywhere (statistics over batch, boxes and frames). The paper's names:
 
   'stin'         STIN            (the original code's `coord`)
@@ -24,14 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from flax import traverse_util
 
 from jaxlab import nn as jnn
 from jaxlab.models import cnn3d
 from jaxlab.models import weights
-
-HAND, OBJECT = 1, 2  # box categories; 0 = no box
-
 
 @dataclasses.dataclass(frozen=True)
 class STINConfig:

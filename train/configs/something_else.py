@@ -10,6 +10,7 @@ Variants:
   fewshot_5shot      the new head on the 5-shot set of the 86 novel classes (--config.fine_tune_from=BASE_RUN)
   fewshot_10shot     the same on the 10-shot set
 
+The shuffled and one-object splits: `--config.dataset=something_else/shuffled_boxes` (or `oneobject_boxes`).
 Override `--config.model_name` with stin | stin_oie | stin_oie_nl | i3d | i3d_stin_oie | i3d_stin_oie_nl, and
 `--config.ensemble_with='["runs/a","runs/b"]'` at `jaxlab eval` for the late ensemble. `data_dir` is the TFDS
 data dir holding `something_else/<config>`, built with

@@ -1,0 +1,19 @@
+"""`jaxlab bench stin` on a toy STIN: both train steps run and are timed."""
+
+import numpy as np
+import pytest
+
+from jaxlab.bench import common
+from jaxlab.bench import stin as stin_bench
+from jaxlab.models import stin
+
+pytest.importorskip("torch")
+
+
+def test_both_steps_run():
+  c = stin.variant_config("stin_oie_nl", num_classes=5, coord_feature_dim=16)
+  batch = stin_bench.random_batch(c, 8)
+  times, flops, _ = common.time_jax_train_step(stin_bench._task(stin.STIN(c), batch), batch, steps=2)
+  torch_times, _, device = stin_bench._torch_step_times(c, batch, "float32", steps=2)
+  assert len(times) == len(torch_times) == 2 and flops > 0 and device == "cpu"
+  assert np.all(np.array(times + torch_times) > 0)
