@@ -65,7 +65,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.lr_steps = (30,)
     c.log_every = 20
     c.checkpoint_every = 1000
-    c.mesh.data = 8
     if arg == "tiny_fewshot_base":
       c.dataset = "something_else/fewshot_boxes"
       c.train_split = "base_train"
