@@ -34,6 +34,9 @@ def training_dataset(source, transform: Callable, *, batch_size: int, seed: int,
   ds = ds.batch(per_process_batch(batch_size), drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
   if workers > 0:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags, which jaxlab's own command line never parses
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return it
 

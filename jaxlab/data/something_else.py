@@ -205,7 +205,7 @@ def box_track(video_id: str, frames, max_objects: int) -> tuple[BoxTrack | None,
                    np.zeros((t, max_objects), bool), np.full((t, max_objects), "", object))
   for i, frame in enumerate(frames):
     name = str(frame.get("name", ""))
-    if not name.endswith(f"/{i + 1:04d}.jpg"):
+    if not name.endswith(f"{i + 1:04d}.jpg"):
       return None, f"frame {i + 1} is named {name!r}; frames must be listed in order"
     for box in frame["labels"]:
       j = slot[box["standard_category"]]
