@@ -107,6 +107,7 @@ def test_ensemble_averages_probabilities_by_video():
 TINY_I3D = dict(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), stem_width=4, temporal_kernels=((3,), (3,), (1,), (3,)))
 
 
+@pytest.mark.slow
 def test_i3d_fusion_with_a_frozen_kinetics_checkpoint(data_dir, tmp_path):
   from safetensors.numpy import save_file
   config = tiny(data_dir, dataset="something_else/compositional", model_name="i3d_stin_oie", num_frames=4,
