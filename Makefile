@@ -6,16 +6,19 @@
 
 PYTHON ?= python3
 VENV   := .venv
-STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
 .PHONY: demo test venv lock
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+# CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) ships in open_clip_torch, of which only that file is
+# used: --no-deps keeps its torchvision/timm requirements (and another torch build) out of the environment.
+$(STAMP): requirements.lock pyproject.toml Makefile
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --no-deps open_clip_torch==3.3.0
 	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@

@@ -173,6 +173,11 @@ def torch_to_flax(state: Mapping[str, np.ndarray], abstract: Mapping, layer_list
   return traverse_util.unflatten_dict(out)
 
 
+def _contiguous(w: np.ndarray) -> np.ndarray:
+  # Not `np.ascontiguousarray`, which turns a scalar (CLIP's `logit_scale`) into shape [1].
+  return np.require(w, requirements="C")
+
+
 def flax_to_torch(params: Mapping, layer_lists=frozenset()) -> dict[str, np.ndarray]:
   """The PyTorch state dict of a Flax tree (inverse of `torch_to_flax`)."""
   state = {}
@@ -180,9 +185,9 @@ def flax_to_torch(params: Mapping, layer_lists=frozenset()) -> dict[str, np.ndar
     value = np.asarray(value, dtype=np.float32) if value.dtype == jnp.bfloat16 else np.asarray(value)
     if _scanned(path, layer_lists):
       for i, row in enumerate(value):
-        state[torch_key(path, layer_lists, i)] = np.ascontiguousarray(_to_torch_layout(path[-1], row))
+        state[torch_key(path, layer_lists, i)] = _contiguous(_to_torch_layout(path[-1], row))
     else:
-      state[torch_key(path, layer_lists)] = np.ascontiguousarray(_to_torch_layout(path[-1], value))
+      state[torch_key(path, layer_lists)] = _contiguous(_to_torch_layout(path[-1], value))
   return state
 
 

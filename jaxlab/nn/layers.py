@@ -58,11 +58,14 @@ def batch_norm(*, momentum: float = 0.9, epsilon: float = 1e-5, use_bias: bool =
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("norm",)))
 
 
-def embed(num_embeddings: int, features: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
-          embedding_init=nn.initializers.normal(0.02), name: str | None = None) -> nn.Embed:
+def embed(num_embeddings: int, features: int, *, axes: Axes = ("vocab", "embed"), dtype=jnp.float32,
+          param_dtype=jnp.float32, embedding_init=nn.initializers.normal(0.02),
+          name: str | None = None) -> nn.Embed:
+  """`nn.Embed` whose table is named `axes`; learned position tables pass `(None, 'embed')`, since their
+  lengths (77, 50) rarely divide the mesh."""
   return nn.Embed(
       num_embeddings, features, dtype=dtype, param_dtype=param_dtype, name=name,
-      embedding_init=nn.with_logical_partitioning(embedding_init, ("vocab", "embed")))
+      embedding_init=nn.with_logical_partitioning(embedding_init, tuple(axes)))
 
 
 def constrain(x, axes: Axes):

@@ -1,0 +1,1 @@
+"""Input pipelines: tokenizers, image preprocessing, grain datasets."""
