@@ -2,7 +2,8 @@
 
 A *denoiser* is `(x_t, t) -> model output`. `guided` builds one from a UNet, its params and the conditional
 and unconditional text embeddings (one batch-2B UNet call per step); `ddim_sample` runs the whole chain;
-`ddim_partial` runs a traced number of steps (for training-time partial sampling, as ESD and sliders do).
+`ddim_partial` runs the first steps of a chain, a traced number per example (training-time partial sampling,
+as ESD and sliders do).
 """
 
 from collections.abc import Callable
@@ -40,12 +41,17 @@ def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T, timesteps, retu
   return (x, trajectory) if return_trajectory else x
 
 
-def ddim_partial(denoise: Denoiser, schedule: NoiseSchedule, x, timesteps, prev_timesteps, start, stop):
-  """Steps `start` .. `stop - 1` of a DDIM chain (step i goes from timesteps[i] to prev_timesteps[i]); `start`
-  and `stop` may be traced, so one compiled loop serves every length."""
+def ddim_partial(denoise: Denoiser, schedule: NoiseSchedule, x, timesteps, prev_timesteps, num_steps):
+  """The first `num_steps` steps of a DDIM chain (step i goes from timesteps[i] to prev_timesteps[i]).
+
+  `num_steps` may be traced, and per example (`[B]`): the loop runs to the largest and holds each example
+  still once its own steps are done, so one compiled loop serves every length.
+  """
   timesteps, prev_timesteps = jnp.asarray(timesteps), jnp.asarray(prev_timesteps)
+  num_steps = jnp.broadcast_to(jnp.asarray(num_steps), x.shape[:1])
 
   def step(i, x):
-    return schedule.ddim_step(denoise(x, timesteps[i]), timesteps[i], prev_timesteps[i], x)
+    moved = schedule.ddim_step(denoise(x, timesteps[i]), timesteps[i], prev_timesteps[i], x)
+    return jnp.where((i < num_steps).reshape((-1,) + (1,) * (x.ndim - 1)), moved, x)
 
-  return jax.lax.fori_loop(start, stop, step, x)
+  return jax.lax.fori_loop(0, jnp.max(num_steps), step, x)

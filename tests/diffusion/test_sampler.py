@@ -105,10 +105,12 @@ def test_cfg_trajectory_matches_diffusers(tmp_path):
   assert trajectory.shape == (steps,) + expected.shape[1:]
   assert np.abs(trajectory - expected).max() <= 1e-4 * np.abs(expected).max()
   np.testing.assert_array_equal(final, trajectory[-1])
-  # ddim_partial over all steps is the same chain.
+  # ddim_partial stops each example after its own number of steps.
   t = schedule.timesteps(steps)
-  denoise = sampler.guided(module, params, jnp.asarray(cond.numpy()), jnp.asarray(uncond.numpy()), scale)
-  partial = jax.jit(lambda x, a, b: sampler.ddim_partial(denoise, schedule, x, t, schedule.previous_timesteps(t), a, b))
-  x_T = jnp.asarray(latents.numpy().transpose(0, 2, 3, 1))
-  two_calls = partial(partial(x_T, 0, 3), 3, steps)
-  assert np.abs(two_calls - final).max() <= 1e-4 * np.abs(final).max()
+  cond2, uncond2 = (jnp.asarray(np.concatenate([a.numpy()] * 2)) for a in (cond, uncond))
+  denoise = sampler.guided(module, params, cond2, uncond2, scale)
+  x_T = jnp.asarray(np.concatenate([latents.numpy()] * 2).transpose(0, 2, 3, 1))
+  partial = jax.jit(lambda x, n: sampler.ddim_partial(denoise, schedule, x, t, schedule.previous_timesteps(t), n))
+  stopped = partial(x_T, jnp.array([3, steps]))
+  assert np.abs(stopped[0] - trajectory[2][0]).max() <= 1e-4 * np.abs(trajectory[2]).max()
+  assert np.abs(stopped[1] - final[0]).max() <= 1e-4 * np.abs(final).max()
