@@ -39,3 +39,16 @@ def test_torch_noise_is_the_eval_scripts_noise():
 def test_bad_folder(tmp_path):
   with pytest.raises(UserError, match="model_index.json"):
     pipeline.StableDiffusion.load(tmp_path)
+
+
+def test_generate_cli(tiny, tmp_path):
+  from jaxlab import cli
+  (tmp_path / "prompts.csv").write_text('prompt,evaluation_seed,case_number\n"a cat, sitting",3,7\nthe sea,5,12\n')
+  out = tmp_path / "images"
+  args = ["generate", "--pipeline", str(tiny), "--steps", "2", "--out", str(out), "--num-images", "2"]
+  assert cli.main(args + ["--prompts", str(tmp_path / "prompts.csv"), "--batch-size", "2"]) == 0
+  assert sorted(p.name for p in out.iterdir()) == ["12_0.png", "12_1.png", "7_0.png", "7_1.png"]
+  assert cli.main(args + ["--prompt", "a dog", "--seed", "4"]) == 0
+  assert (out / "4_1.png").is_file()
+  (tmp_path / "bad.csv").write_text("text,seed\nx,1\n")
+  assert cli.main(args + ["--prompts", str(tmp_path / "bad.csv")]) == 2

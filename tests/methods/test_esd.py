@@ -1,5 +1,6 @@
 """ESD: parameter selection, the objective, x_t as the original code makes it, training, export and eval."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -139,3 +140,86 @@ def test_export_loads_in_diffusers(trained):
   with torch.no_grad():
     theirs = reference(torch.from_numpy(x.transpose(0, 3, 1, 2)), 500, torch.from_numpy(ctx)).sample.numpy()
   assert np.abs(np.asarray(ours).transpose(0, 3, 1, 2) - theirs).max() <= 1e-4 * np.abs(theirs).max()
+
+
+def test_objective_on_the_original_model(trained):
+  # With theta = theta*, the prediction is e_c (paper) or e_from (erase_from): the loss is a multiple of
+  # |e_c - e_0|^2 that tells the two objectives apart.
+  config, workdir, _, _ = trained
+  config = config.copy_and_resolve_references()
+  config.negative_guidance = 2.0
+  paper = esd.make_setup(config, workdir)
+  config.erase_from = "a painting"
+  from_setup = dataclasses.replace(paper, erase_from=["a painting"],
+                                   text={**paper.text, "source": paper.pipe.encode_text(["a painting"] * 2)})
+  rng = np.random.default_rng(0)
+  x_t, t = rng.normal(size=(2, 8, 8, 4)).astype(np.float32), jnp.array([100, 800])
+  concept = jnp.array([0, 1])
+  original = paper.original
+
+  @jax.jit
+  def losses_and_gap(original, paper_text, from_text):
+    uncond = jnp.broadcast_to(paper_text["uncond"], (2,) + paper_text["uncond"].shape[1:])
+    e = lambda context: paper.unet.apply({"params": original}, x_t, t, context)
+    gap = jnp.mean((e(paper_text["erase"][concept]) - e(uncond)) ** 2)
+    return (esd.erase_loss(config, paper, original, original, paper_text, x_t, t, concept),
+            esd.erase_loss(config, from_setup, original, original, from_text, x_t, t, concept), gap)
+
+  paper_loss, from_loss, gap = losses_and_gap(original, paper.text, from_setup.text)
+  np.testing.assert_allclose(paper_loss, (1 + 2.0) ** 2 * gap, rtol=1e-4)
+  np.testing.assert_allclose(from_loss, 2.0 ** 2 * gap, rtol=1e-4)
+
+
+def test_diffusers_mode_draws(trained):
+  config, workdir, _, _ = trained
+  config = config.copy_and_resolve_references()
+  config.xt_mode = "diffusers"
+  setup = esd.make_setup(config, workdir)
+  timesteps, prev = setup.chain
+  np.testing.assert_array_equal(timesteps, setup.pipe.schedule.timesteps(config.ddim_steps))
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    d = esd.draw_example(config, setup, rng)
+    assert 0 <= d["chain_steps"] < config.ddim_steps and d["t_query"] == timesteps[d["chain_steps"]]
+
+
+def tiny_clip(folder: Path, tokenizer):
+  from jaxlab.diffusion.pipeline import random_params
+  from jaxlab.models import save_pretrained
+  from jaxlab.models.clip import CLIPModel, CLIPTextConfig, CLIPVisionConfig
+  module = CLIPModel(CLIPTextConfig(vocab_size=len(tokenizer.vocab), hidden_size=32, intermediate_size=64,
+                                    num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                                    eos_token_id=tokenizer.end_id, bos_token_id=tokenizer.start_id),
+                     CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                      image_size=32, patch_size=8), projection_dim=16)
+  params = random_params(module, jnp.zeros((1, 16), jnp.int32), jnp.zeros((1, 32, 32, 3)))
+  save_pretrained(folder, module, params)
+  tokenizer.save_folder(folder)
+  return folder
+
+
+def test_generation_harness(trained, tmp_path):
+  transformers = pytest.importorskip("transformers")
+  config, workdir, _, _ = trained
+  config = config.copy_and_resolve_references()
+  (tmp_path / "prompts.csv").write_text("case_number,prompt,evaluation_seed,label_idx\n"
+                                        "0,a painting by van gogh,1,2\n1,a photograph of a city street,2,0\n")
+  setup = esd.make_setup(config, workdir)
+  tiny_clip(tmp_path / "clip", setup.pipe.tokenizer)
+  resnet = transformers.ResNetForImageClassification(transformers.ResNetConfig(
+      embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=4))
+  resnet.save_pretrained(tmp_path / "resnet")
+  transformers.ConvNextImageProcessor(size={"shortest_edge": 32}).save_pretrained(tmp_path / "resnet")
+  config.eval_prompts, config.eval_clip = str(tmp_path / "prompts.csv"), str(tmp_path / "clip")
+  config.eval_classifier, config.eval_steps, config.eval_batch_size = f"imagenet:{tmp_path / 'resnet'}", 3, 2
+
+  results = esd.evaluate(config, workdir)
+  for name in ("original", "erased"):
+    assert -1 <= results[f"clip_prompt/{name}"] <= 1 and -1 <= results[f"clip_concept/{name}"] <= 1
+    assert results[f"imagenet_accuracy/{name}"] in (0.0, 0.5, 1.0)
+  assert sorted(p.name for p in (workdir / "eval" / "original").iterdir()) == ["0_0.png", "1_0.png"]
+  assert json.loads((workdir / "eval" / "step_16.json").read_text())["erase_gap"] == results["erase_gap"]
+  # The erased model's images differ from the original's for the same seeds.
+  from PIL import Image
+  before, after = (np.asarray(Image.open(workdir / "eval" / d / "0_0.png")) for d in ("original", "step_16"))
+  assert before.shape == (16, 16, 3) and not np.array_equal(before, after)
