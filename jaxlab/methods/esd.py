@@ -5,8 +5,9 @@ the frozen model's prediction guided *away* from c:
 
   eps_theta(x_t, c, t)  ->  eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t))           (paper, Eq. 4-6)
 
-and, with `erase_from` c', the trained model is queried with c' and the base term is eps*(x_t, c', t)
-(`alt_esd_diffusers.py`; c' = c reduces to the paper's form only through its unconditional base, which we keep).
+With `erase_from` c' ("erase c from c'"), the trained model is queried with c' and the base term is
+eps*(x_t, c', t), as in the newer diffusers scripts; without it the base is the unconditional prediction, as in
+the paper (`esd_sd.py` would use eps*(x_t, c, t) there).
 
 x_t is made as in the original CompVis code (`xt_mode='original'`): DDIM (eta 0) with CFG `start_guidance` from
 pure noise, run by the model being trained, over the 50-step chain without its top step, stopped after index
@@ -21,7 +22,6 @@ tensors alone as `esd.safetensors`.
 """
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from PIL import Image
 
 from jaxlab import training
 from jaxlab.diffusion import finetune, generate, sampler, scoring
-from jaxlab.diffusion.pipeline import StableDiffusion, write_tiny_random
+from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise, write_tiny_random
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.models import save_pretrained, unet2d
@@ -346,3 +346,73 @@ def export(config, workdir) -> list[Path]:
   unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
                          finetune.merge(trainable, setup.original))
   return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
+
+
+def _image_grid(rows: list[np.ndarray], scale: int = 4) -> Image.Image:
+  """Rows of uint8 images side by side, enlarged `scale` times (nearest) so tiny images stay visible."""
+  grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+  return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
+
+
+def _loss_curve(losses: list[tuple[int, float]], path: Path) -> Path:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3))
+  ax.plot(*zip(*losses), marker="o")
+  ax.set(xlabel="step", ylabel="ESD loss", title="ESD-x, tiny random SD")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def demo(workdir) -> DemoSection:
+  """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
+  workdir = Path(workdir)
+  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  training.save_config(config, workdir)
+  setup = make_setup(config, workdir)
+  result = training.train(make_task(config, workdir, setup), config, workdir)
+  exported = export(config, workdir)
+  trainable, step = restore(config, workdir, setup)
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+
+  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
+  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
+  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
+  before = setup.pipe.generate(prompts, noise, config.eval_steps)
+  after = setup.pipe.generate(prompts, noise, config.eval_steps,
+                              unet_params=finetune.merge(trainable, setup.original))
+  grid = workdir / "before_after.png"
+  _image_grid([before, after]).save(grid)
+  curve = _loss_curve(losses, workdir / "loss.png")
+
+  figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],
+             **{k: result[f"eval/{k}"] for k in ("erase_gap", "concept_shift", "preserve_shift")}}
+  table = "\n".join(f"| {s} | {loss:.4f} |" for s, loss in losses)
+  markdown = f"""ESD-x (`train_method=xattn`, eta {config.negative_guidance}) erases "{setup.concepts[0]}" from a \
+small random SD pipeline ({config.image_size} px images, x_t from {config.ddim_steps}-step DDIM with guidance \
+{config.start_guidance}, as the original code), {step} Adam steps at lr {config.lr}, batch {config.batch_size}.
+
+| step | loss |
+|---|---|
+{table}
+
+On fixed noisy latents, the erased concept's prediction moved onto the target: `erase_gap` (the ESD loss over \
+its value for the original model) is {figures['erase_gap']:.3f} (1 at the start); the prediction for the concept \
+moved by {figures['concept_shift']:.4f} (mean squared change), the one for "{config.preserve_prompt}" by \
+{figures['preserve_shift']:.4f}. A random text encoder barely tells prompts apart, so the second is not small \
+here; with SD v1.4 use `jaxlab eval esd` with a prompt CSV and a CLIP folder.
+
+Exported: `{exported[0].relative_to(workdir)}` (diffusers UNet folder) and \
+`{exported[1].relative_to(workdir)}` (the changed tensors). `loss.png`: the loss curve; `before_after.png`: top row \
+the original model, bottom row the erased one, for "{prompts[0]}" (left two) and "{prompts[-1]}" (right two)."""
+  return DemoSection(title="ESD: erasing a concept", markdown=markdown, figures=figures,
+                     files=[curve, grid, *exported])
