@@ -124,3 +124,34 @@ def report(title: str, results: list[Result], setup: dict, out_dir: Path = Path(
   path.write_text(json.dumps(data, indent=2, default=str))
   print(f"  written to {path}")
   return data
+
+
+def time_jax_train_step(task, local_batch, steps: int, devices=None):
+  """Times the loop's own compiled train step for `task` on `local_batch` (one device by default).
+
+  Returns (step times in seconds, XLA FLOPs per step, peak memory bytes).
+  """
+  from jaxlab import parallel
+  from jaxlab.training import loop
+
+  devices = devices or jax.devices()[:1]
+  mesh = parallel.make_mesh({"data": len(devices)}, devices=devices)
+  init_state, rng, abstract, shardings = loop.state_layout(task, mesh, seed=0)
+  with parallel.mesh_context(mesh):
+    state = jax.jit(init_state, out_shardings=shardings)(rng)
+  frozen = loop.place_frozen(task, mesh)
+  step_fn, batch_shardings = loop.compile_train_step(task, mesh, abstract, shardings, frozen, local_batch)
+  batch = parallel.global_batch(local_batch, batch_shardings)
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = step_fn(holder["state"], frozen, batch)
+    jax.block_until_ready(metrics)
+
+  times = time_calls(one, steps)
+  return times, compiled_flops(step_fn), compiled_memory_bytes(step_fn)
+
+
+def torch_threads() -> int:
+  import os
+  return len(os.sched_getaffinity(0))
