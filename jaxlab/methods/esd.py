@@ -12,8 +12,9 @@ the paper (`esd_sd.py` would use eps*(x_t, c, t) there).
 x_t is made as in the original CompVis code (`xt_mode='original'`): DDIM (eta 0) with CFG `start_guidance` from
 pure noise, run by the model being trained, over the 50-step chain without its top step, stopped after index
 t_enc - 1; the UNets are then queried at t_ddpm ~ U[20 t_enc, 20 t_enc + 20), a few tens of steps noisier than
-the latent. `xt_mode='diffusers'` follows `esd_sd.py`: the frozen model samples `run_till` steps with the
-pipeline's scheduler and everything is queried at exactly `timesteps[run_till]`.
+the latent. `xt_mode='diffusers'` follows `esd_sd.py`: the frozen model samples `run_till` steps and everything
+is queried at exactly `timesteps[run_till]` (DDIM on the pipeline's schedule; `esd_sd.py` uses the pipeline's
+own scheduler, PNDM for SD 1.4, and 1024 px).
 
 Which parameters train is a rule on diffusers names (`TRAIN_METHODS`): `xattn` is ESD-x, `noxattn` ESD-u. The
 frozen UNet is one tree that is never copied; the trainable subset is merged over it inside the step. Text
