@@ -38,6 +38,7 @@ from PIL import Image
 from jaxlab import training
 from jaxlab.diffusion import finetune, generate, sampler, scoring
 from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise, write_tiny_random
+from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.models import save_pretrained, unet2d
@@ -103,7 +104,7 @@ class Setup:
   text: dict  # uncond [1, L, D], erase / source [K, L, D], preserve [1, L, D]
   selected: frozenset
   chain: tuple[np.ndarray, np.ndarray]  # timesteps and the timesteps they step to, in sampling order
-  schedule: object
+  schedule: NoiseSchedule
 
   @property
   def unet(self):
