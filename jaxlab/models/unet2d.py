@@ -187,7 +187,7 @@ class UNet2DConfig:
   downsample_padding: int = 1
   mid_block_scale_factor: float = 1.0
   act_fn: str = "silu"
-  norm_num_groups: int | None = 32
+  norm_num_groups: int = 32
   norm_eps: float = 1e-5
   cross_attention_dim: tuple[int, ...] = (768, 768, 768, 768)
   transformer_layers_per_block: tuple[int, ...] = (1, 1, 1, 1)
@@ -398,9 +398,8 @@ class UNet2DConditionModel(nn.Module):
       x, _ = blocks(spec, direction="up", resample=i < last, name=f"up_blocks_{i}")(
           x, temb, context, block_skips, size)
 
-    if c.norm_num_groups is not None:
-      x = act(jnn.group_norm(c.norm_num_groups, epsilon=c.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                             name="conv_norm_out")(x))
+    x = act(jnn.group_norm(c.norm_num_groups, epsilon=c.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
+                           name="conv_norm_out")(x))
     k_out = c.conv_out_kernel
     x = jnn.conv(c.out_channels, (k_out, k_out), padding=[((k_out - 1) // 2,) * 2] * 2, dtype=self.dtype,
                  param_dtype=self.param_dtype, name="conv_out")(x)
@@ -476,6 +475,8 @@ def _from_config(config: dict, dtype=jnp.float32, param_dtype=jnp.float32) -> UN
   if bad or c.mid_block_type not in _MID_TYPES:
     raise UserError(f"UNet2DConditionModel blocks {bad or [c.mid_block_type]} are not supported; jaxlab has "
                     f"{', '.join(_DOWN_TYPES + _UP_TYPES + _MID_TYPES[:1])}")
+  if c.norm_num_groups is None:
+    raise UserError("UNet2DConditionModel with norm_num_groups=None is not supported")
   lengths = {len(c.block_out_channels), len(c.up_block_types), *(len(getattr(c, k)) for k in _PER_BLOCK)}
   if lengths != {len(c.down_block_types)}:
     raise UserError("UNet2DConditionModel config: per-block lists differ in length from down_block_types")
