@@ -58,7 +58,8 @@ def with_retries(call: Callable, *, max_retries: int = 6, base_delay: float = 1.
       sleep(delay)
 
 
-def _retry_after(headers) -> float | None:
+def retry_after_seconds(headers) -> float | None:
+  """The delay a `Retry-After` header asks for (seconds or an HTTP date), or None."""
   value = headers.get("Retry-After") if headers else None
   if value is None:
     return None
@@ -96,7 +97,7 @@ class OpenAIChat:
           return json.loads(response.read().decode())
       except urllib.error.HTTPError as e:
         if e.code == 429 or e.code >= 500:
-          raise TransientError(f"HTTP {e.code}", _retry_after(e.headers)) from e
+          raise TransientError(f"HTTP {e.code}", retry_after_seconds(e.headers)) from e
         raise UserError(f"{self.name}: HTTP {e.code}: {e.read().decode(errors='replace')[:300]}") from None
       except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         raise TransientError(str(e)) from e

@@ -12,7 +12,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# `../shared/data` beside the checkout (CI, main); worktrees elsewhere point at it with JAXLAB_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("JAXLAB_SHARED_DATA",
+                                  Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""Input pipelines: tokenizers, image preprocessing, grain datasets."""
+"""Input pipelines: video decoding and sampling, grain datasets, tokenizers, image preprocessing."""

@@ -20,6 +20,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import optax
 from flax import linen as nn
 
 from jaxlab import nn as jnn
@@ -319,6 +320,13 @@ class CLIPVisionModelWithProjection(nn.Module):
     embeds = _projection(self.config.projection_dim, self.dtype, self.param_dtype, "visual_projection")(
         out.pooler_output)
     return CLIPVisionModelOutput(out.last_hidden_state, out.pooler_output, embeds.astype(jnp.float32))
+
+
+def contrastive_loss(logits):
+  """CLIP's symmetric cross-entropy: row k's match is column k, averaged over rows and over columns."""
+  labels = jnp.arange(logits.shape[0])
+  return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean())
 
 
 def _normalize(x):

@@ -183,3 +183,11 @@ def test_sharded_over_data_fsdp_and_tensor(tmp_path):
     sharded = jax.device_put(params, shardings)
     out = jax.jit(module.apply)({"params": sharded}, jnp.asarray(ids), jnp.asarray(pixels), jnp.asarray(mask))
   np.testing.assert_allclose(out.logits_per_image, expected.logits_per_image, atol=1e-5)
+
+
+def test_contrastive_loss_matches_transformers():
+  from transformers.models.clip.modeling_clip import image_text_contrastive_loss
+  logits = np.random.default_rng(3).normal(size=(5, 5)).astype(np.float32) * 4
+  expected = image_text_contrastive_loss(torch.tensor(logits)).item()
+  np.testing.assert_allclose(clip.contrastive_loss(jnp.asarray(logits)), expected, rtol=1e-5)
+  np.testing.assert_allclose(clip.contrastive_loss(jnp.zeros((4, 4))), np.log(4), rtol=1e-6)

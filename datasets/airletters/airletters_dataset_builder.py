@@ -1,0 +1,163 @@
+"""AirLetters (Dagli et al., 2024): videos of people drawing letters and digits in the air, 38 classes.
+
+Each example holds the clip's frames as JPEG bytes, resampled to the config's frame rate and resized to its
+short side, so training decodes only the frames it samples. Build offline from the released folder:
+
+  tfds build datasets/airletters --manual_dir /path/to/airletters --config fps15_short128
+
+Bad videos (missing, undecodable, empty) and malformed CSV rows are counted and listed per split, in the log
+and in `bad_examples.json` beside the built dataset; the config field `on_bad_video` ('skip' or 'fail')
+decides whether the build goes on without them.
+"""
+
+from concurrent import futures
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxlab.data import airletters
+from jaxlab.data import video as video_lib
+
+
+@dataclasses.dataclass
+class AirLettersConfig(tfds.core.BuilderConfig):
+  fps: float = 15.0
+  short_side: int = 128
+  jpeg_quality: int = 90
+  on_bad_video: str = "skip"     # 'skip': leave bad videos out (and list them); 'fail': stop at the first
+  num_workers: int = 0           # decoding processes; 0 = one per CPU core
+
+
+def _prepare(args):
+  """Decodes, resamples and JPEG-encodes one video; returns (row, example) or (row, error text)."""
+  row, path, config = args
+  try:
+    frames, fps = video_lib.read_video(path)
+  except video_lib.VideoDecodeError as e:
+    return row, None, str(e)
+  frames = video_lib.resize_short_side(video_lib.resample_fps(frames, fps, config.fps), config.short_side)
+  example = {
+      "frames": [video_lib.encode_jpeg(f, config.jpeg_quality) for f in frames],
+      "num_frames": len(frames),
+      "height": frames.shape[1],
+      "width": frames.shape[2],
+      "label": row["label"],
+      "id": int(row["id"]),
+      "filename": row["filename"],
+      "worker_id": int(row["worker_id"]),
+      "duration_ms": int(row["video_duration"]),
+  }
+  return row, example, None
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """AirLetters videos, labels and worker ids, as released (train / validation / test)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Frames as JPEG bytes at the config's frame rate and short side."}
+  BUILDER_CONFIGS = [
+      AirLettersConfig(name="fps15_short128", description="15 fps, short side 128 px", fps=15, short_side=128),
+      AirLettersConfig(name="fps30_short256", description="30 fps (as recorded), short side 256 px", fps=30,
+                       short_side=256),
+      AirLettersConfig(name="fps15_short48", description="15 fps, short side 48 px (quick experiments, demo)",
+                       fps=15, short_side=48),
+  ]
+  DEFAULT_CONFIG_NAME = "fps15_short128"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Download AirLetters from https://www.qualcomm.com/developer/software/airletters-dataset (Qualcomm AI Research)
+and extract it so that the manual folder looks like:
+
+  <manual_dir>/videos/00000030.mp4 ...     (161,652 clips)
+  <manual_dir>/train.csv                   columns: id, filename, label, worker_id, video_duration
+  <manual_dir>/val.csv
+  <manual_dir>/test.csv
+
+then run `tfds build datasets/airletters --manual_dir <manual_dir>`. For a synthetic folder in the same
+layout (no download), run `jaxlab data airletters-synth --out <manual_dir>`.
+"""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "frames": tfds.features.Sequence(tfds.features.Tensor(shape=(), dtype=np.object_),
+                                             doc="JPEG-encoded RGB frames"),
+            "num_frames": tfds.features.Scalar(np.int32),
+            "height": tfds.features.Scalar(np.int32),
+            "width": tfds.features.Scalar(np.int32),
+            "label": tfds.features.ClassLabel(names=airletters.LABELS),
+            "id": tfds.features.Scalar(np.int64),
+            "filename": tfds.features.Text(),
+            "worker_id": tfds.features.Scalar(np.int64),
+            "duration_ms": tfds.features.Scalar(np.int64),
+        }),
+        supervised_keys=None,
+        homepage="https://www.qualcomm.com/developer/software/airletters-dataset",
+        citation="""@inproceedings{dagli2024airletters,
+  title={AirLetters: An Open Video Dataset of Characters Drawn in the Air},
+  author={Dagli, Rishit and Berger, Guillaume and Materzynska, Joanna and Bax, Ingo and Memisevic, Roland},
+  booktitle={ECCV Workshops}, year={2024}}""",
+        metadata=tfds.core.MetadataDict(fps=self.builder_config.fps, short_side=self.builder_config.short_side),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    root = Path(dl_manager.manual_dir)
+    if self.builder_config.on_bad_video not in ("skip", "fail"):
+      raise ValueError(f"on_bad_video must be 'skip' or 'fail', not {self.builder_config.on_bad_video!r}")
+    if not (root / "videos").is_dir():
+      raise FileNotFoundError(f"{root}/videos not found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return {split: self._generate_examples(root, split) for split in airletters.SPLIT_FILES}
+
+  def _generate_examples(self, root: Path, split: str):
+    config = self.builder_config
+    rows = airletters.read_split(root, split)
+    bad, jobs = [], []
+    for row in rows:
+      problem = airletters.row_problem(row)
+      if problem:
+        bad.append({"id": row.get("id"), "filename": row.get("filename"), "reason": problem})
+      else:
+        jobs.append((row, root / "videos" / row["filename"], config))
+    self._stop_if_failing(split, bad)
+    workers = config.num_workers or os.cpu_count() or 1
+    with futures.ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
+      for row, example, error in pool.map(_prepare, jobs, chunksize=4):
+        if error is not None:
+          bad.append({"id": row["id"], "filename": row["filename"], "reason": error})
+          self._stop_if_failing(split, bad)
+          continue
+        yield example["id"], example
+    self._report(split, bad, total=len(rows))
+
+  def _stop_if_failing(self, split, bad):
+    if bad and self.builder_config.on_bad_video == "fail":
+      first = bad[0]
+      raise ValueError(f"{split}: video {first['id']} ({first['filename']}): {first['reason']}. "
+                       "Fix or remove it, or build with on_bad_video='skip' to leave bad videos out.")
+
+  def _report(self, split: str, bad: list, total: int):
+    path = Path(self.data_dir) / "bad_examples.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[split] = {"rows": total, "bad": len(bad), "examples": bad}
+    path.write_text(json.dumps(report, indent=2))
+    message = f"AirLetters {split}: {total - len(bad)} of {total} videos written"
+    if bad:
+      message += f", {len(bad)} left out (listed in {path.name}): " + ", ".join(
+          f"{b['id']} ({b['reason']})" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
+    print(message, flush=True)
+
+
+class _InProcess:
+  """`ProcessPoolExecutor`'s map, run in this process (one worker, or tests)."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  def map(self, fn, items, chunksize=1):
+    return map(fn, items)

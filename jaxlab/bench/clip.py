@@ -1,0 +1,143 @@
+"""`jaxlab bench clip`: one contrastive train step (image + text forward, backward, AdamW) of our CLIP beside
+transformers' `CLIPModel` on the same config, in the same process.
+
+Our side is the train loop's own compiled step (`jaxlab.training.make_train_step` with the mesh, logical
+shardings and state donation of `jaxlab.training.train`); the reference is eager PyTorch with `return_loss=True`
+(the same symmetric cross-entropy on `logits_per_text`) and `torch.optim.AdamW`. In bfloat16 our side computes
+in bf16 with f32 parameters and the reference runs under `torch.autocast`. The FLOPs (XLA's count of our step)
+are used for both rows' MFU.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab import parallel
+from jaxlab.bench import common
+from jaxlab.errors import UserError
+from jaxlab.models import clip
+from jaxlab.training import Task, loop
+
+# "small": a CLIP that a laptop CPU steps through in about a second; "paper": ViT-B/32 (spec §3.1).
+SIZES = {
+    "small": dict(
+        text=clip.CLIPTextConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
+        vision=clip.CLIPVisionConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                                     num_attention_heads=4),
+        projection_dim=256, batch_size=32),
+    "paper": dict(text=clip.CLIPTextConfig(), vision=clip.CLIPVisionConfig(), projection_dim=512, batch_size=128),
+}
+LEARNING_RATE = 1e-5
+
+
+def make_task(module: clip.CLIPModel) -> Task:
+  t, v = module.text_config, module.vision_config
+
+  def init_variables(rng):
+    return module.init(rng, jnp.zeros((1, t.max_position_embeddings), jnp.int32),
+                       jnp.zeros((1, v.image_size, v.image_size, v.num_channels)))
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    out = module.apply({"params": params}, batch["input_ids"], batch["pixel_values"], batch["attention_mask"])
+    return clip.contrastive_loss(out.logits_per_text), ({}, model_state)
+
+  return Task(init_variables=init_variables, loss_fn=loss_fn,
+              optimizer=optax.adamw(LEARNING_RATE, weight_decay=0.01), train_data=lambda: None)
+
+
+def random_batch(module: clip.CLIPModel, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+  t, v = module.text_config, module.vision_config
+  rng = np.random.default_rng(seed)
+  length = t.max_position_embeddings
+  lengths = rng.integers(4, length + 1, batch_size)
+  ids = rng.integers(0, t.eos_token_id, (batch_size, length)).astype(np.int32)
+  ids[np.arange(batch_size), lengths - 1] = t.eos_token_id
+  mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int32)
+  ids = np.where(mask == 1, ids, t.eos_token_id)
+  pixels = rng.normal(size=(batch_size, v.image_size, v.image_size, v.num_channels)).astype(np.float32)
+  return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels}
+
+
+def _our_step(module, batch):
+  """The loop's compiled step on this batch, as a blocking no-argument call, with its FLOPs and memory."""
+  task = make_task(module)
+  mesh = parallel.make_mesh({"data": -1})
+  init_state, rng, abstract, shardings = loop.state_layout(task, mesh, seed=0)
+  with parallel.mesh_context(mesh):
+    state = jax.jit(init_state, out_shardings=shardings)(rng)
+  step_fn, batch_shardings = loop.compile_train_step(task, mesh, abstract, shardings, None, batch)
+  device_batch = parallel.global_batch(batch, batch_shardings)
+  holder = {"state": state}
+
+  def one_step():
+    holder["state"], metrics = step_fn(holder["state"], None, device_batch)
+    jax.block_until_ready(metrics["loss"])
+
+  return one_step, common.compiled_flops(step_fn), common.compiled_memory_bytes(step_fn)
+
+
+def _reference_step(module, batch, dtype):
+  """transformers' CLIPModel with the same config: forward with the loss, backward, AdamW, as one call."""
+  import contextlib
+  import torch
+  import transformers
+  config = transformers.CLIPConfig(**clip.CLIP_FAMILY.to_config(module))
+  model = transformers.CLIPModel(config).train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
+  ids = torch.tensor(batch["input_ids"], dtype=torch.long)
+  mask = torch.tensor(batch["attention_mask"], dtype=torch.long)
+  pixels = torch.tensor(batch["pixel_values"].transpose(0, 3, 1, 2))
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
+
+  def one_step():
+    with autocast:
+      loss = model(input_ids=ids, pixel_values=pixels, attention_mask=mask, return_loss=True).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+  return one_step, torch.get_num_threads()
+
+
+def _interleaved(steps, *fns) -> list[list[float]]:
+  """Warm each up, then time them in turns, so that load from other processes falls on all alike."""
+  for fn in fns:
+    common.time_calls(fn, 1, warmup=1)
+  times = [[] for _ in fns]
+  for _ in range(steps):
+    for fn, out in zip(fns, times):
+      out.extend(common.time_calls(fn, 1, warmup=0))
+  return times
+
+
+def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", reference: bool = True,
+        config: str = "small") -> dict:
+  if config not in SIZES:
+    raise UserError(f"no CLIP size {config!r}; choose {', '.join(SIZES)}")
+  size = SIZES[config]
+  batch_size = batch_size or size["batch_size"]
+  devices = jax.device_count()
+  if batch_size % devices:
+    raise UserError(f"--batch-size {batch_size} does not split over {devices} devices")
+  module = clip.CLIPModel(size["text"], size["vision"], projection_dim=size["projection_dim"],
+                          dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
+  batch = random_batch(module, batch_size)
+  peak, peak_source = common.peak_flops(dtype)
+  ours, flops, memory = _our_step(module, batch)
+  steps_to_time = [ours]
+  if reference:
+    theirs, threads = _reference_step(module, batch, dtype)
+    steps_to_time.append(theirs)
+  times = _interleaved(steps, *steps_to_time)
+  results = [common.summarize("jaxlab CLIP (Flax, jit)", times[0], batch_size, flops, peak, memory)]
+  if reference:
+    results.append(common.summarize("transformers CLIPModel (PyTorch)", times[1], batch_size, flops, peak,
+                                    note=f"eager, {threads} threads; MFU from our step's FLOP count"))
+  setup = {"model": f"CLIP {config}: text {size['text'].num_hidden_layers}x{size['text'].hidden_size}, "
+                    f"vision {size['vision'].num_hidden_layers}x{size['vision'].hidden_size} "
+                    f"patch {size['vision'].patch_size} at {size['vision'].image_size}px",
+           "batch": batch_size, "dtype": dtype, "steps timed": f"{steps}, interleaved",
+           "devices": f"{devices} x {jax.devices()[0].device_kind}",
+           "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})"}
+  return common.report(f"CLIP train step ({config}, {dtype})", results, setup)

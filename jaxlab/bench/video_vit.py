@@ -1,0 +1,92 @@
+"""`jaxlab bench video_vit`: our VideoMAE train step beside transformers' on the same config and batch.
+
+Both sides run a full training step: forward, cross-entropy, backward and an AdamW update.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab import training
+from jaxlab.bench import common
+from jaxlab.models import video_vit
+
+SIZES = {
+    # Small enough for a CPU; the same structure as VideoMAE-B.
+    "small": dict(config=video_vit.VideoViTConfig(
+        image_size=112, patch_size=16, num_frames=8, tubelet_size=2, hidden_size=384, num_hidden_layers=4,
+        num_attention_heads=6, intermediate_size=1536, num_labels=38), batch_size=4),
+    "paper": dict(config=video_vit.VideoViTConfig(num_labels=38), batch_size=8),  # VideoMAE-B, 16x224²
+}
+
+
+def _task(module, batch_size):
+  c = module.config
+
+  def init_variables(rng):
+    return module.init(rng, jnp.zeros((1, c.num_frames, c.image_size, c.image_size, 3), module.dtype))
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    logits = module.apply({"params": params}, batch["video"], train=True, rngs={"dropout": rng})
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    return loss, ({}, model_state)
+
+  return training.Task(init_variables=init_variables, loss_fn=loss_fn,
+                       optimizer=optax.adamw(1e-4, weight_decay=0.05), train_data=lambda: None)
+
+
+def _torch_step_times(c: video_vit.VideoViTConfig, video: np.ndarray, labels: np.ndarray, dtype: str, steps: int):
+  import torch
+  from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+  torch.set_num_threads(common.torch_threads())
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  config = VideoMAEConfig(image_size=c.image_size, patch_size=c.patch_size, num_frames=c.num_frames,
+                          tubelet_size=c.tubelet_size, hidden_size=c.hidden_size,
+                          num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                          intermediate_size=c.intermediate_size, num_labels=c.num_labels,
+                          attn_implementation="sdpa")
+  model = VideoMAEForVideoClassification(config).to(device).train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+  x = torch.from_numpy(video).permute(0, 1, 4, 2, 3).contiguous().to(device)  # [B, T, C, H, W]
+  y = torch.from_numpy(labels).long().to(device)
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+  def one():
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+      loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits.float(), y)
+    loss.backward()
+    opt.step()
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  times = common.time_calls(one, steps)
+  memory = torch.cuda.max_memory_allocated() if device == "cuda" else None
+  return times, memory, device
+
+
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
+  size = SIZES[config]
+  c = size["config"]
+  batch_size = batch_size or size["batch_size"]
+  module = video_vit.VideoViTClassifier(c, dtype=jnp.dtype(dtype))
+  rng = np.random.default_rng(0)
+  video = rng.normal(size=(batch_size, c.num_frames, c.image_size, c.image_size, 3)).astype(np.float32)
+  labels = rng.integers(0, c.num_labels, size=batch_size).astype(np.int32)
+  peak, peak_source = common.peak_flops(dtype)
+
+  times, flops, memory = common.time_jax_train_step(_task(module, batch_size), {"video": video, "label": labels},
+                                                    steps)
+  results = [common.summarize("jaxlab VideoViTClassifier (jit)", times, batch_size, flops, peak, memory)]
+  if reference:
+    t_times, t_memory, device = _torch_step_times(c, video, labels, dtype, steps)
+    results.append(common.summarize(f"transformers VideoMAE ({device})", t_times, batch_size, flops, peak,
+                                    t_memory, note="same FLOPs assumed as ours (same model and batch)"))
+  setup = {"model": f"VideoMAE {config}: {c.num_hidden_layers} layers, width {c.hidden_size}, "
+                    f"{c.num_frames}x{c.image_size}² clips, {c.num_patches} tokens",
+           "batch": batch_size, "dtype": dtype, "step": "forward + backward + AdamW",
+           "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
+           "timing": f"median of {steps} steps after 2 warm-up steps"}
+  return common.report("video_vit train step", results, setup)

@@ -1,0 +1,62 @@
+"""The AirLetters release: its 38 label strings, class ids, and the layout of its CSVs.
+
+Layout (as released): `videos/<id>.mp4` (12-character names such as `00000030.mp4`) and `train.csv`,
+`val.csv`, `test.csv` with columns `id, filename, label, worker_id, video_duration` (milliseconds). The split
+is given by which CSV holds a row. No class-id file is released; ids are the sorted label strings.
+"""
+
+import csv
+from pathlib import Path
+
+from jaxlab.errors import UserError
+
+LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+DIGITS = [str(d) for d in range(10)]
+CONTRAST = ["Doing nothing", "Doing Other Things"]
+CHARACTERS = LETTERS + DIGITS
+
+
+def label_of(character: str) -> str:
+  kind = "letter" if character.isalpha() else "digit"
+  return f"Drawing the {kind} {character} in the air"
+
+
+LABELS = sorted([label_of(c) for c in CHARACTERS] + CONTRAST)  # class id = position in sorted order
+CSV_COLUMNS = ("id", "filename", "label", "worker_id", "video_duration")
+SPLIT_FILES = {"train": "train.csv", "validation": "val.csv", "test": "test.csv"}
+FPS = 30.0
+
+
+def short_name(label: str) -> str:
+  """`A`, `7`, `nothing`, `other`: compact names for plots."""
+  if label.startswith("Drawing the"):
+    return label.split()[3]
+  return "nothing" if label == "Doing nothing" else "other"
+
+
+def read_split(root: Path, split: str) -> list[dict]:
+  """The rows of one split's CSV (dicts keyed by column); the header is checked, rows are not."""
+  path = Path(root) / SPLIT_FILES[split]
+  if not path.is_file():
+    raise UserError(f"{path} not found; the AirLetters folder must hold videos/ and "
+                    f"{', '.join(SPLIT_FILES.values())}")
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f, skipinitialspace=True)
+    missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
+    if missing:
+      raise UserError(f"{path} lacks columns {sorted(missing)}; expected {', '.join(CSV_COLUMNS)}")
+    return list(reader)
+
+
+def row_problem(row: dict) -> str | None:
+  """Why a CSV row cannot be used, or None."""
+  if row.get("label") not in LABELS:
+    return f"unknown label {row.get('label')!r}"
+  for column in ("id", "worker_id", "video_duration"):
+    try:
+      int(row[column])
+    except (TypeError, ValueError):
+      return f"{column} {row.get(column)!r} is not an integer"
+  if not row.get("filename"):
+    return "empty filename"
+  return None

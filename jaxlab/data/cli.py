@@ -1,0 +1,73 @@
+"""`jaxlab data ...`: make the synthetic datasets and build TFDS datasets without the `tfds` command."""
+
+from pathlib import Path
+
+from jaxlab.errors import UserError
+
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+
+
+def register(subparsers) -> None:
+  data = subparsers.add_parser("data", help="synthetic datasets and TFDS builds")
+  verbs = data.add_subparsers(dest="data_command", required=True, metavar="VERB")
+
+  p = verbs.add_parser("airletters-synth", help="write a synthetic AirLetters folder in the release layout")
+  p.add_argument("--out", required=True)
+  p.add_argument("--per-class", default="train=24,validation=4,test=6",
+                 help="clips per class and split, e.g. train=24,validation=4,test=6")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--size", default="48x64", help="frame height x width")
+  p.set_defaults(handler=_airletters_synth)
+
+  p = verbs.add_parser("build", help="build a TFDS dataset from datasets/NAME (same as `tfds build`)")
+  p.add_argument("name")
+  p.add_argument("--manual-dir", required=True)
+  p.add_argument("--data-dir", required=True)
+  p.add_argument("--config", default=None, help="builder config name")
+  p.set_defaults(handler=_build)
+
+
+def _airletters_synth(args, overrides) -> int:
+  from jaxlab.data import airletters_synth
+  try:
+    per_class = {k: int(v) for k, v in (item.split("=") for item in args.per_class.split(","))}
+    height, width = (int(v) for v in args.size.split("x"))
+  except ValueError:
+    raise UserError(f"--per-class {args.per_class!r} / --size {args.size!r} not understood") from None
+  root = airletters_synth.write_dataset(args.out, per_class, seed=args.seed, height=height, width=width)
+  print(f"wrote {root}")
+  return 0
+
+
+def _build(args, overrides) -> int:
+  path = build(args.name, args.manual_dir, args.data_dir, args.config)
+  print(f"built {path}")
+  return 0
+
+
+def load_builder_class(name: str):
+  """The `Builder` class of `datasets/<name>/<name>_dataset_builder.py`."""
+  import importlib
+  import sys
+  import types
+  if not (DATASETS_DIR / name / f"{name}_dataset_builder.py").is_file():
+    known = sorted(p.name for p in DATASETS_DIR.iterdir() if (p / f"{p.name}_dataset_builder.py").is_file())
+    raise UserError(f"no dataset {name!r}; datasets: {', '.join(known)}")
+  # `datasets/` is a folder of builders, not an installed package: expose it as one under a private name.
+  if "jaxlab_datasets" not in sys.modules:
+    package = types.ModuleType("jaxlab_datasets")
+    package.__path__ = [str(DATASETS_DIR)]
+    package.__file__ = str(DATASETS_DIR / "__init__.py")  # TFDS locates builder resources from it
+    sys.modules["jaxlab_datasets"] = package
+  return importlib.import_module(f"jaxlab_datasets.{name}.{name}_dataset_builder").Builder
+
+
+def build(name: str, manual_dir, data_dir, config: str | None = None) -> Path:
+  """Builds `datasets/<name>` into `data_dir` (array_record files), reading `manual_dir`."""
+  import tensorflow_datasets as tfds
+  if not Path(manual_dir).is_dir():
+    raise UserError(f"--manual-dir {manual_dir} is not a folder")
+  builder_cls = load_builder_class(name)
+  builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+  return Path(builder.data_dir)

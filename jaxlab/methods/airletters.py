@@ -1,0 +1,265 @@
+"""AirLetters (Dagli et al., 2024): classify which of 38 characters (or contrast classes) is drawn in the air.
+
+Models: the VideoMAE-style video ViT (`video_vit`, optionally initialised from a local VideoMAE folder) or a
+3D ResNeXt (`resnext3d`, the paper's strongest family). Training: cross-entropy with label smoothing, AdamW
+with linear warm-up and cosine decay, uniform temporal sampling (random within segments) and random resized
+crops (scale 0.7-1.0); evaluation: segment centres and a centre crop. Eval reports top-1, top-5, per-class
+accuracy and a confusion matrix.
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+from jaxlab import parallel, training
+from jaxlab.data import airletters, pipeline
+from jaxlab.data import video as video_lib
+from jaxlab.errors import UserError
+from jaxlab.methods import DemoSection
+from jaxlab.models import cnn3d, video_vit, weights
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+# --------------------------------------------------------------------------------------------- model
+
+def make_model(config) -> nn.Module:
+  dtype = jnp.dtype(config.dtype)
+  m = config.model
+  if config.model_name == "video_vit":
+    if config.pretrained:
+      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype)
+      if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
+        raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
+                        f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")
+      vit_config = video_vit.VideoViTConfig(**{**module.config.__dict__, "num_labels": len(airletters.LABELS),
+                                               "hidden_dropout_prob": m.get("hidden_dropout_prob", 0.0)})
+    else:
+      vit_config = video_vit.VideoViTConfig(
+          image_size=config.image_size, num_frames=config.num_frames, num_labels=len(airletters.LABELS),
+          patch_size=m.patch_size, tubelet_size=m.tubelet_size, hidden_size=m.hidden_size,
+          num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
+          intermediate_size=m.intermediate_size, hidden_dropout_prob=m.get("hidden_dropout_prob", 0.0))
+    return video_vit.VideoViTClassifier(vit_config, dtype=dtype, remat_policy=config.remat_policy or None)
+  if config.model_name == "resnext3d":
+    return cnn3d.ResNeXt3D(
+        cnn3d.ResNeXt3DConfig(layers=tuple(m.layers), widths=tuple(m.widths), cardinality=m.cardinality,
+                              stem_width=m.stem_width, num_labels=len(airletters.LABELS), dropout=m.dropout),
+        dtype=dtype, remat_policy=config.remat_policy or None)
+  raise UserError(f"model_name must be 'video_vit' or 'resnext3d', not {config.model_name!r}")
+
+
+def normalise(video_uint8):
+  """uint8 frames -> ImageNet-normalised floats, done on device so the host ships 4x fewer bytes."""
+  x = video_uint8.astype(jnp.float32) / 255.0
+  return (x - IMAGENET_MEAN) / IMAGENET_STD
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def load_splits(config) -> dict:
+  import tensorflow_datasets as tfds
+  try:
+    return tfds.data_source(config.dataset, data_dir=config.data_dir)
+  except Exception as e:  # TFDS raises several types for "not built"
+    raise UserError(
+        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
+        f"`jaxlab data build airletters --manual-dir M --data-dir {config.data_dir} --config "
+        f"{config.dataset.split('/')[-1]}`") from None
+
+
+def clip_transform(num_frames: int, size: int, train: bool, crop_scale=(0.7, 1.0)):
+  """TFDS example -> {'video': uint8 [T, size, size, 3], 'label': int32}; random only when training."""
+
+  def transform(example, rng: np.random.Generator | None = None):
+    index = video_lib.segment_indices(int(example["num_frames"]), num_frames, rng if train else None)
+    frames = np.stack([video_lib.decode_jpeg(example["frames"][i]) for i in index])
+    if train:
+      frames = video_lib.random_resized_crop(frames, size, rng, scale=crop_scale)
+    else:
+      frames = video_lib.center_crop(frames, size)
+    return {"video": frames, "label": np.int32(example["label"])}
+
+  return transform
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def optimizer(config):
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config.lr, warmup_steps=config.warmup_steps, decay_steps=max(config.total_steps, config.warmup_steps + 1),
+      end_value=config.lr * config.final_lr_fraction)
+  # No weight decay on biases and norm scales (the usual ViT / ResNet recipe).
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  tx = optax.chain(optax.clip_by_global_norm(config.grad_clip) if config.grad_clip else optax.identity(),
+                   optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay, mask=decay_mask))
+  return tx, schedule
+
+
+def make_task(config, workdir=None) -> training.Task:
+  model = make_model(config)
+  splits = load_splits(config)
+  tx, schedule = optimizer(config)
+  has_batch_stats = config.model_name == "resnext3d"
+  num_classes = len(airletters.LABELS)
+  mesh = parallel.make_mesh(dict(config.mesh))
+
+  def init_variables(rng):
+    video = jnp.zeros((1, config.num_frames, config.image_size, config.image_size, 3), jnp.float32)
+    return model.init(rng, video)
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    variables = {"params": params, **model_state}
+    kwargs = dict(train=True, rngs={"dropout": rng})
+    if has_batch_stats:
+      logits, new_state = model.apply(variables, normalise(batch["video"]), mutable=["batch_stats"], **kwargs)
+    else:
+      logits, new_state = model.apply(variables, normalise(batch["video"]), **kwargs), model_state
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), config.label_smoothing)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    accuracy = (logits.argmax(-1) == batch["label"]).mean()
+    return loss, ({"accuracy": accuracy}, new_state)
+
+  def train_data():
+    return pipeline.training_dataset(
+        splits[config.train_split], clip_transform(config.num_frames, config.image_size, True),
+        batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
+
+  def pretrained():
+    _, params = weights.load_pretrained(config.pretrained)
+    init = nn.meta.unbox(jax.eval_shape(init_variables, jax.random.key(0)))["params"]
+    # The classifier is new (38 AirLetters classes): keep its fresh initialisation's shape, zero weights.
+    params["classifier"] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init["classifier"])
+    return params
+
+  def evaluate_during_training(params, model_state, step):
+    result = evaluate_split(model, params, model_state, splits[config.eval_split], config, mesh)
+    return {"top1": result["top1"], "top5": result["top5"]}
+
+  return training.Task(
+      init_variables=init_variables, loss_fn=loss_fn, optimizer=tx, train_data=train_data,
+      batch_axes={"video": ("activation_batch", None, None, None, None)},
+      pretrained=pretrained if config.pretrained and config.model_name == "video_vit" else None,
+      learning_rate=schedule, evaluate=evaluate_during_training)
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+def evaluate_split(model, params, model_state, source, config, mesh) -> dict:
+  """Top-1, top-5, per-class accuracy and the confusion matrix on one split (all of it, once)."""
+  from jax.experimental import multihost_utils
+
+  @jax.jit
+  def predict(params, model_state, video):
+    return model.apply({"params": params, **model_state}, normalise(video), train=False)
+
+  transform = clip_transform(config.num_frames, config.image_size, train=False)
+  logits, labels, masks = [], [], []
+  batch_shardings = None
+  with parallel.mesh_context(mesh):
+    for batch in pipeline.eval_batches(source, transform, batch_size=config.eval_batch_size):
+      if batch_shardings is None:
+        batch_shardings = parallel.batch_shardings(batch, mesh)
+      placed = parallel.global_batch(batch, batch_shardings)
+      out = predict(params, model_state, placed["video"])
+      logits.append(np.asarray(multihost_utils.process_allgather(out, tiled=True)))
+      labels.append(np.asarray(multihost_utils.process_allgather(placed["label"], tiled=True)))
+      masks.append(np.asarray(multihost_utils.process_allgather(placed["mask"], tiled=True)))
+  logits, labels, mask = np.concatenate(logits), np.concatenate(labels), np.concatenate(masks)
+  return classification_metrics(logits[mask], labels[mask], len(airletters.LABELS))
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+  top5 = np.argsort(-logits, axis=1)[:, :5]
+  predicted = top5[:, 0]
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(confusion, (labels, predicted), 1)
+  support = confusion.sum(1)
+  per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+  return {
+      "top1": float((predicted == labels).mean()),
+      "top5": float((top5 == labels[:, None]).any(1).mean()),
+      "mean_class_accuracy": float(np.nanmean(per_class)),
+      "num_examples": int(len(labels)),
+      "per_class": per_class,
+      "confusion": confusion,
+  }
+
+
+def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> Path:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = [airletters.short_name(label) for label in airletters.LABELS]
+  rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  fig, ax = plt.subplots(figsize=(9, 8))
+  im = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+  ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+  ax.set_yticks(range(len(names)), names, fontsize=6)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title)
+  fig.colorbar(im, ax=ax, fraction=0.046)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def evaluate(config, workdir, step=None) -> dict:
+  """Evaluates a checkpoint on `config.eval_split` and `test`; writes metrics JSON and confusion PNGs."""
+  task = make_task(config, workdir)
+  state = training.load_for_eval(task, config, workdir, step)
+  if state is None:
+    raise UserError(f"{workdir} has no checkpoint to evaluate; train first")
+  model, splits = make_model(config), load_splits(config)
+  mesh = parallel.make_mesh(dict(config.mesh))
+  out_dir = Path(workdir) / "eval"
+  out_dir.mkdir(parents=True, exist_ok=True)
+  step = int(state["step"])
+  summary = {"step": step}
+  for split in dict.fromkeys([config.eval_split, "test"]):
+    if split not in splits:
+      continue
+    result = evaluate_split(model, state["params"], state["model_state"], splits[split], config, mesh)
+    plot_confusion(result["confusion"], out_dir / f"confusion_{split}.png",
+                   f"AirLetters {split}, step {step}: top-1 {100 * result['top1']:.1f}%")
+    record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
+    record["per_class"] = {airletters.short_name(label): (None if np.isnan(a) else float(a))
+                           for label, a in zip(airletters.LABELS, result["per_class"])}
+    record["confusion"] = result["confusion"].tolist()
+    (out_dir / f"metrics_{split}.json").write_text(json.dumps(record, indent=2))
+    summary.update({f"{split}/top1": result["top1"], f"{split}/top5": result["top5"],
+                    f"{split}/mean_class_accuracy": result["mean_class_accuracy"]})
+  return summary
+
+
+def export(config, workdir) -> list[Path]:
+  """The trained classifier in transformers' VideoMAE layout (video ViT), or as flat safetensors (3D CNN)."""
+  task = make_task(config, workdir)
+  state = training.load_for_eval(task, config, workdir)
+  out = Path(workdir) / "export"
+  model = make_model(config)
+  params = jax.device_get(state["params"])
+  if isinstance(model, video_vit.VideoViTClassifier):
+    return [weights.save_pretrained(out / "videomae", model, params)]
+  from flax import traverse_util
+  from safetensors.numpy import save_file
+  out.mkdir(parents=True, exist_ok=True)
+  variables = {"params": params, **jax.device_get(state["model_state"])}
+  flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
+  save_file(flat, str(out / "resnext3d.safetensors"))
+  return [out / "resnext3d.safetensors"]
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+def demo(workdir) -> DemoSection:
+  from jaxlab.methods import airletters_demo
+  return airletters_demo.run(Path(workdir))

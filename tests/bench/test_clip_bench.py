@@ -1,0 +1,24 @@
+"""`jaxlab bench clip` on a toy CLIP: both steps run and are timed in turns."""
+
+import numpy as np
+import pytest
+
+from jaxlab.bench import clip as clip_bench
+from jaxlab.models import clip
+
+pytest.importorskip("transformers")
+
+
+def test_both_steps_run_interleaved():
+  module = clip.CLIPModel(
+      clip.CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, max_position_embeddings=8, eos_token_id=127),
+      clip.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            image_size=16, patch_size=8), projection_dim=16)
+  batch = clip_bench.random_batch(module, 8)
+  assert (batch["input_ids"][batch["attention_mask"] == 0] == 127).all()
+  ours, flops, _ = clip_bench._our_step(module, batch)
+  theirs, threads = clip_bench._reference_step(module, batch, "float32")
+  times = clip_bench._interleaved(2, ours, theirs)
+  assert [len(t) for t in times] == [2, 2] and flops > 0 and threads >= 1
+  assert np.all(np.array(times) > 0)
