@@ -42,7 +42,8 @@ def _reference_config(c: unet2d.UNet2DConfig) -> dict:
               use_linear_projection=c.use_linear_projection)
 
 
-def _torch_step_times(c: unet2d.UNet2DConfig, batch: dict, dtype: str, steps: int):
+def _reference_step(c: unet2d.UNet2DConfig, batch: dict, dtype: str):
+  """diffusers' UNet with the same config: forward, MSE, backward and Adam, as one blocking call."""
   import torch
   from diffusers import UNet2DConditionModel
 
@@ -65,9 +66,8 @@ def _torch_step_times(c: unet2d.UNet2DConfig, batch: dict, dtype: str, steps: in
     if device == "cuda":
       torch.cuda.synchronize()
 
-  times = common.time_calls(one, steps)
-  memory = torch.cuda.max_memory_allocated() if device == "cuda" else None
-  return times, memory, device
+  memory = lambda: torch.cuda.max_memory_allocated() if device == "cuda" else None
+  return one, memory, device
 
 
 def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
@@ -82,17 +82,21 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
            "text": rng.normal(size=(batch_size, TEXT_LENGTH, c.cross_attention_dim[0])).astype(np.float32)}
   peak, peak_source = common.peak_flops(dtype)
 
-  times, flops, memory = common.time_jax_train_step(_task(module), batch, steps)
-  results = [common.summarize("jaxlab UNet2DConditionModel (jit)", times, batch_size, flops, peak, memory)]
+  ours, flops, memory = common.jax_train_step(_task(module), batch)
+  calls = [ours]
   if reference:
-    t_times, t_memory, device = _torch_step_times(c, batch, dtype, steps)
-    results.append(common.summarize(f"diffusers UNet2DConditionModel ({device})", t_times, batch_size, flops, peak,
-                                    t_memory, note="same FLOPs assumed as ours (same model and batch)"))
+    theirs, their_memory, device = _reference_step(c, batch, dtype)
+    calls.append(theirs)
+  times = common.time_in_turns(steps, *calls)
+  results = [common.summarize("jaxlab UNet2DConditionModel (jit)", times[0], batch_size, flops, peak, memory)]
+  if reference:
+    results.append(common.summarize(f"diffusers UNet2DConditionModel ({device})", times[1], batch_size, flops,
+                                    peak, their_memory(), note="same FLOPs assumed as ours (same model and batch)"))
   params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(
       unet2d.FAMILY.abstract_variables(module)["params"]))
   setup = {"model": f"SD UNet {config}: channels {c.block_out_channels}, {params / 1e6:.1f}M params, "
                     f"{c.sample_size}x{c.sample_size} latents, {TEXT_LENGTH} text tokens",
            "batch": batch_size, "dtype": dtype, "step": "forward + MSE to noise + backward + Adam",
            "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
-           "timing": f"median of {steps} steps after 2 warm-up steps"}
+           "timing": f"median of {steps} steps each, taken in turns after one warm-up step"}
   return common.report("unet2d train step", results, setup)
