@@ -126,11 +126,9 @@ def report(title: str, results: list[Result], setup: dict, out_dir: Path = Path(
   return data
 
 
-def time_jax_train_step(task, local_batch, steps: int, devices=None):
-  """Times the loop's own compiled train step for `task` on `local_batch` (one device by default).
-
-  Returns (step times in seconds, XLA FLOPs per step, peak memory bytes).
-  """
+def jax_train_step(task, local_batch, devices=None):
+  """The loop's own compiled train step for `task` on `local_batch` (one device by default), as a blocking
+  no-argument call, with its XLA FLOPs and peak memory bytes."""
   from jaxlab import parallel
   from jaxlab.training import loop
 
@@ -148,8 +146,24 @@ def time_jax_train_step(task, local_batch, steps: int, devices=None):
     holder["state"], metrics = step_fn(holder["state"], frozen, batch)
     jax.block_until_ready(metrics)
 
-  times = time_calls(one, steps)
-  return times, compiled_flops(step_fn), compiled_memory_bytes(step_fn)
+  return one, compiled_flops(step_fn), compiled_memory_bytes(step_fn)
+
+
+def time_jax_train_step(task, local_batch, steps: int, devices=None):
+  """Times `jax_train_step`. Returns (step times in seconds, XLA FLOPs per step, peak memory bytes)."""
+  one, flops, memory = jax_train_step(task, local_batch, devices)
+  return time_calls(one, steps), flops, memory
+
+
+def time_in_turns(steps: int, *fns) -> list[list[float]]:
+  """Warms each call up, then times them in turns, so that load from other processes falls on all alike."""
+  for fn in fns:
+    time_calls(fn, 1, warmup=1)
+  times = [[] for _ in fns]
+  for _ in range(steps):
+    for fn, out in zip(fns, times):
+      out.extend(time_calls(fn, 1, warmup=0))
+  return times
 
 
 def torch_threads() -> int:

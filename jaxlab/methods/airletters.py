@@ -230,7 +230,7 @@ def evaluate(config, workdir, step=None) -> dict:
     result = evaluate_split(model, state["params"], state["model_state"], splits[split], config, mesh)
     plot_confusion(result["confusion"], out_dir / f"confusion_{split}.png",
                    f"AirLetters {split}, step {step}: top-1 {100 * result['top1']:.1f}%")
-    record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
+    record = {"step": step, **{k: v for k, v in result.items() if k not in ("per_class", "confusion")}}
     record["per_class"] = {airletters.short_name(label): (None if np.isnan(a) else float(a))
                            for label, a in zip(airletters.LABELS, result["per_class"])}
     record["confusion"] = result["confusion"].tolist()

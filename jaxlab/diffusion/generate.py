@@ -1,0 +1,76 @@
+"""Generating image sets from prompts, as the papers' eval scripts do.
+
+A prompt CSV has the columns `prompt`, `evaluation_seed` and `case_number` (other columns are kept, e.g.
+`label_idx`); each row gives `num_images` images from one seed, written as `<case_number>_<k>.png`.
+"""
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise
+from jaxlab.errors import UserError
+
+REQUIRED_COLUMNS = ("prompt", "evaluation_seed", "case_number")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptRow:
+  prompt: str
+  seed: int
+  case: str
+  columns: dict = dataclasses.field(default_factory=dict)  # the whole CSV row
+
+
+def read_prompt_csv(path) -> list[PromptRow]:
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"prompt file {path} not found")
+  with path.open(newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+      raise UserError(f"{path} lacks the columns {', '.join(missing)}; a prompt CSV needs "
+                      f"{', '.join(REQUIRED_COLUMNS)}")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+      try:
+        seed = int(float(row["evaluation_seed"]))
+      except ValueError:
+        raise UserError(f"{path}:{line}: evaluation_seed {row['evaluation_seed']!r} is not a number") from None
+      rows.append(PromptRow(row["prompt"], seed, str(row["case_number"]).strip(), dict(row)))
+  return rows
+
+
+def image_paths(out_dir, row: PromptRow, num_images: int) -> list[Path]:
+  return [Path(out_dir) / f"{row.case}_{k}.png" for k in range(num_images)]
+
+
+def generate_rows(pipe: StableDiffusion, rows: list[PromptRow], out_dir, num_images: int = 1, num_steps: int = 50,
+                  guidance_scale: float = 7.5, noise_source: str = "jax", batch_size: int = 4,
+                  height: int | None = None, width: int | None = None, negative_prompt: str = "",
+                  unet_params=None, overwrite: bool = False, progress=None) -> list[Path]:
+  """Writes `<case>_<k>.png` for each row (rows whose images all exist are skipped unless `overwrite`).
+
+  Rows are generated `batch_size` at a time; the last batch is padded so that one compiled shape serves all.
+  Returns every row's image paths, in order.
+  """
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  todo = [row for row in rows if overwrite or not all(p.is_file() for p in image_paths(out_dir, row, num_images))]
+  shape = pipe.latent_shape(num_images, height, width)
+  for start in range(0, len(todo), batch_size):
+    batch = todo[start:start + batch_size]
+    padded = batch + [batch[-1]] * (batch_size - len(batch))
+    noise = np.concatenate([latent_noise(row.seed, shape, noise_source) for row in padded])
+    prompts = [row.prompt for row in padded for _ in range(num_images)]
+    images = pipe.generate(prompts, noise, num_steps, guidance_scale, negative_prompt, unet_params=unet_params)
+    for i, row in enumerate(batch):
+      for k, path in enumerate(image_paths(out_dir, row, num_images)):
+        Image.fromarray(images[i * num_images + k]).save(path)
+    if progress is not None:
+      progress(min(start + batch_size, len(todo)), len(todo))
+  return [p for row in rows for p in image_paths(out_dir, row, num_images)]

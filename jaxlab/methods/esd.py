@@ -1,0 +1,420 @@
+"""ESD: Erasing Concepts from Diffusion Models (Gandikota et al., ICCV 2023).
+
+A name-selected subset of the SD UNet is fine-tuned so that its prediction for the concept c regresses onto
+the frozen model's prediction guided *away* from c:
+
+  eps_theta(x_t, c, t)  ->  eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t))           (paper, Eq. 4-6)
+
+With `erase_from` c' ("erase c from c'"), the trained model is queried with c' and the base term is
+eps*(x_t, c', t), as in the newer diffusers scripts; without it the base is the unconditional prediction, as in
+the paper (`esd_sd.py` would use eps*(x_t, c, t) there).
+
+x_t is made as in the original CompVis code (`xt_mode='original'`): DDIM (eta 0) with CFG `start_guidance` from
+pure noise, run by the model being trained, over the 50-step chain without its top step, stopped after index
+t_enc - 1; the UNets are then queried at t_ddpm ~ U[20 t_enc, 20 t_enc + 20), a few tens of steps noisier than
+the latent. `xt_mode='diffusers'` follows `esd_sd.py`: the frozen model samples `run_till` steps and everything
+is queried at exactly `timesteps[run_till]` (DDIM on the pipeline's schedule; `esd_sd.py` uses the pipeline's
+own scheduler, PNDM for SD 1.4, and 1024 px).
+
+Which parameters train is a rule on diffusers names (`TRAIN_METHODS`): `xattn` is ESD-x, `noxattn` ESD-u. The
+frozen UNet is one tree that is never copied; the trainable subset is merged over it inside the step. Text
+embeddings are computed once. After training, `export` writes the UNet as a diffusers folder and the changed
+tensors alone as `esd.safetensors`.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from jax.sharding import PartitionSpec
+from PIL import Image
+
+from jaxlab import training
+from jaxlab.diffusion import finetune, generate, sampler, scoring
+from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise, write_tiny_random
+from jaxlab.diffusion.schedules import NoiseSchedule
+from jaxlab.errors import UserError
+from jaxlab.methods import DemoSection
+from jaxlab.models import save_pretrained, unet2d
+
+# Prompt shortcuts of the original `train-esd.py`; with a separator they erase each listed concept.
+SHORTCUTS = {
+    "i2p": "hate, harassment, violence, suffering, humiliation, harm, suicide, sexual, nudity, bodily fluids, blood",
+    "allartist": "Kelly Mckernan, Thomas Kinkade, Ajin Demi Human, Alena Aenami, Tyler Edlin, Kilian Eng",
+    "artifact": "ugly, tiling, poorly drawn hands, poorly drawn feet, poorly drawn face, out of frame, mutation, "
+                "mutated, extra limbs, extra legs, extra arms, disfigured, deformed, cross-eye, body out of frame, "
+                "blurry, bad art, bad anatomy, blurred, text, watermark, grainy",
+}
+
+_OUT = ("conv_norm_out.", "conv_out.")  # CompVis `out.*`
+# Rules of the original code on CompVis names, written on diffusers names (CompVis `time_embed` is diffusers'
+# `time_embedding`; resnet `emb_layers` are `time_emb_proj` and do train under `noxattn`). `xlayer` and
+# `selflayer` name SD 1.x blocks (CompVis output_blocks.6/.8 and input_blocks.4/.7).
+TRAIN_METHODS = {
+    "xattn": lambda n: "attn2" in n,
+    "noxattn": lambda n: not (n.startswith(_OUT) or "attn2" in n or "time_embedding" in n),
+    "selfattn": lambda n: "attn1" in n,
+    "full": lambda n: True,
+    "notime": lambda n: not (n.startswith(_OUT) or "time_embedding" in n),
+    "xattn-strict": lambda n: ".attn2.to_k." in n or ".attn2.to_v." in n,
+    "xlayer": lambda n: "attn2" in n and n.startswith(("up_blocks.2.attentions.0.", "up_blocks.2.attentions.2.")),
+    "selflayer": lambda n: "attn1" in n and n.startswith(("down_blocks.1.attentions.0.",
+                                                          "down_blocks.2.attentions.0.")),
+}
+XT_MODES = ("original", "diffusers")
+TINY_RANDOM = "tiny-random"
+
+
+def concept_list(text: str, separator: str) -> list[str]:
+  text = SHORTCUTS.get(text, text)
+  words = [w.strip() for w in text.split(separator)] if separator else [text]
+  if not all(words):
+    raise UserError(f"concept {text!r} split by {separator!r} gives an empty concept")
+  return words
+
+
+def select(params, train_method: str) -> frozenset:
+  if train_method not in TRAIN_METHODS:
+    raise UserError(f"train_method {train_method!r}: use one of {', '.join(TRAIN_METHODS)}")
+  selected = finetune.select(params, TRAIN_METHODS[train_method], unet2d.LAYER_LISTS)
+  if not selected:
+    raise UserError(f"train_method {train_method!r} selects no UNet parameter")
+  return selected
+
+
+def esd_target(e_base, e_concept, e_uncond, negative_guidance):
+  """The frozen prediction guided away from the concept: e_base - eta * (e_concept - e_uncond)."""
+  return e_base - negative_guidance * (e_concept - e_uncond)
+
+
+# ------------------------------------------------------------------------------------------------ setup
+
+@dataclasses.dataclass(eq=False)
+class Setup:
+  """The pipeline, the concepts' text embeddings, the parameter split and the x_t chain of one config."""
+  pipe: StableDiffusion
+  concepts: list[str]
+  erase_from: list[str] | None
+  text: dict  # uncond [1, L, D], erase / source [K, L, D], preserve [1, L, D]
+  selected: frozenset
+  chain: tuple[np.ndarray, np.ndarray]  # timesteps and the timesteps they step to, in sampling order
+  schedule: NoiseSchedule
+
+  @property
+  def unet(self):
+    return self.pipe.unet
+
+  @property
+  def original(self):
+    return self.pipe.params["unet"]
+
+
+def pipeline_folder(config, workdir) -> Path:
+  """`config.pretrained`, or for `tiny-random` a small random pipeline written once under the workdir."""
+  if config.pretrained == TINY_RANDOM:
+    folder = Path(workdir) / TINY_RANDOM
+    if not (folder / "model_index.json").is_file():
+      write_tiny_random(folder, seed=0, sample_size=config.image_size // 2)
+    return folder
+  if not config.pretrained:
+    raise UserError("set --config.pretrained to a local diffusers Stable Diffusion folder (e.g. SD v1.4)")
+  return Path(config.pretrained)
+
+
+def x_t_chain(config, schedule):
+  """(timesteps, previous timesteps) of the sampling chain, noisiest first, for `config.xt_mode`."""
+  n, steps = schedule.num_train_timesteps, config.ddim_steps
+  if config.xt_mode == "original":
+    # CompVis DDIM: timesteps range(0, 1000, 1000 // S) + 1, alpha_prev of index i is that of index i - 1
+    # (alphas_cumprod[0] for i = 0); `t_start=-1` drops the top timestep.
+    ts = np.arange(0, n, n // steps) + 1
+    prev = np.concatenate([[0], ts[:-1]])
+    return ts[:-1][::-1].copy(), prev[:-1][::-1].copy()
+  ts = schedule.timesteps(steps)
+  return ts, schedule.previous_timesteps(ts)
+
+
+def make_setup(config, workdir) -> Setup:
+  if config.xt_mode not in XT_MODES:
+    raise UserError(f"xt_mode {config.xt_mode!r}: use one of {', '.join(XT_MODES)}")
+  pipe = StableDiffusion.load(pipeline_folder(config, workdir), dtype=jnp.dtype(config.dtype))
+  if config.remat_policy:
+    pipe = dataclasses.replace(pipe, unet=pipe.unet.clone(remat_policy=config.remat_policy))
+  concepts = concept_list(config.concept, config.separator)
+  erase_from = concept_list(config.erase_from, config.separator) if config.erase_from else None
+  if erase_from is not None and len(erase_from) not in (1, len(concepts)):
+    raise UserError(f"erase_from names {len(erase_from)} concepts for {len(concepts)} erased ones; give one or "
+                    "the same number")
+  sources = erase_from * (len(concepts) // len(erase_from)) if erase_from else concepts
+  text = {"uncond": pipe.encode_text([""]), "erase": pipe.encode_text(concepts),
+          "source": pipe.encode_text(sources), "preserve": pipe.encode_text([config.preserve_prompt])}
+  schedule = pipe.schedule
+  if config.xt_mode == "original":
+    schedule = dataclasses.replace(schedule, clip_sample=False)  # CompVis' DDIM does not clip
+  return Setup(pipe, concepts, erase_from, text, select(pipe.params["unet"], config.train_method),
+               x_t_chain(config, schedule), schedule)
+
+
+# ----------------------------------------------------------------------------------------- the step
+
+def draw_example(config, setup: Setup, rng: np.random.Generator) -> dict:
+  """One training example: which concept, how many chain steps make x_t, and the query timestep."""
+  steps, n = config.ddim_steps, setup.schedule.num_train_timesteps
+  timesteps, _ = setup.chain
+  if config.xt_mode == "original":
+    t_enc = int(rng.integers(steps))
+    t_query = rng.integers(round(t_enc / steps * n), round((t_enc + 1) / steps * n))
+    chain_steps = len(timesteps) - max(t_enc - 1, 0)  # the loop stops after DDIM index t_enc - 1
+  else:
+    chain_steps = int(rng.integers(steps))
+    t_query = timesteps[chain_steps]
+  return {"concept": np.int32(rng.integers(len(setup.concepts))), "chain_steps": np.int32(chain_steps),
+          "t_query": np.int32(t_query)}
+
+
+def make_x_t(config, setup: Setup, sampler_params, text, batch, rng):
+  """x_t by partial DDIM with guidance `start_guidance` from pure noise, per example."""
+  b = batch["concept"].shape[0]
+  size = config.image_size // setup.pipe.vae_scale_factor
+  x_T = jax.random.normal(rng, (b, size, size, setup.unet.config.in_channels), jnp.float32)
+  prompts = text["source"][batch["concept"]]
+  uncond = jnp.broadcast_to(text["uncond"], prompts.shape)
+  denoise = sampler.guided(setup.unet, sampler_params, prompts, uncond, config.start_guidance)
+  timesteps, prev = setup.chain
+  return sampler.ddim_partial(denoise, setup.schedule, x_T, timesteps, prev, batch["chain_steps"])
+
+
+def erase_loss(config, setup: Setup, trained, original, text, x_t, t, concept):
+  """The ESD regression of the trained model's conditional prediction onto the guided-away target."""
+  c_erase, c_source = text["erase"][concept], text["source"][concept]
+  uncond = jnp.broadcast_to(text["uncond"], c_erase.shape)
+  contexts = [uncond, c_erase] + ([c_source] if setup.erase_from else [])
+  n = len(contexts)
+  frozen_out = setup.unet.apply({"params": original}, jnp.concatenate([x_t] * n), jnp.concatenate([t] * n),
+                                jnp.concatenate(contexts))
+  e_uncond, e_concept, *rest = jnp.split(frozen_out, n)
+  target = jax.lax.stop_gradient(esd_target(rest[0] if rest else e_uncond, e_concept, e_uncond,
+                                            config.negative_guidance))
+  prediction = setup.unet.apply({"params": trained}, x_t, t, c_source)
+  return jnp.mean((prediction - target) ** 2)
+
+
+def param_layout(setup: Setup):
+  """(logical specs of the whole UNet, `init_variables` for the trainable subset)."""
+  boxed = jax.eval_shape(setup.unet.init, jax.random.key(0), *unet2d.FAMILY.dummy_inputs(setup.unet))["params"]
+  boxed_trainable, _ = finetune.split(boxed, setup.selected)
+
+  def init_variables(rng):
+    # Zeros in the right shapes and shardings; `Task.pretrained` then puts the original values in.
+    return {"params": jax.tree.map(lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)),
+                                   boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))}
+
+  return nn.get_partition_spec(boxed), init_variables
+
+
+def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
+  setup = setup or make_setup(config, workdir)
+  trainable, _ = finetune.split(setup.original, setup.selected)
+  specs, init_variables = param_layout(setup)
+  frozen = {"unet": setup.original, "text": setup.text}
+  frozen_specs = {"unet": specs, "text": jax.tree.map(lambda _: PartitionSpec(), setup.text)}
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    base = frozen["unet"]
+    trained = finetune.merge(params, base)
+    sampler_params = jax.lax.stop_gradient(trained) if config.xt_mode == "original" else base
+    x_t = jax.lax.stop_gradient(make_x_t(config, setup, sampler_params, frozen["text"], batch, rng))
+    loss = erase_loss(config, setup, trained, base, frozen["text"], x_t, batch["t_query"], batch["concept"])
+    return loss, ({}, model_state)
+
+  per_process = config.batch_size // jax.process_count()
+
+  def train_data():
+    ds = grain.MapDataset.range(2**40)[jax.process_index()::jax.process_count()]
+    ds = ds.random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
+    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+
+  metrics = erase_metrics_fn(config, setup)
+  return training.Task(
+      init_variables=init_variables, loss_fn=loss_fn, optimizer=optax.adam(config.lr), train_data=train_data,
+      frozen=frozen, frozen_specs=frozen_specs, pretrained=lambda: trainable,
+      learning_rate=lambda step: config.lr, evaluate=lambda params, model_state, step: metrics(params))
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+def erase_metrics_fn(config, setup: Setup, size: int = 8):
+  """`trainable -> metrics` on fixed noisy latents spread over the noise range, each concept in turn:
+
+    erase_mse       the ESD loss there;
+    erase_gap       that over its value for the original model: 1 at the start, 0 when the erased concept's
+                    prediction sits on the target;
+    concept_shift   how far the prediction for the erased concept moved (mean squared change);
+    preserve_shift  the same for `preserve_prompt`, which should move less.
+  """
+  rng = np.random.default_rng(1234)
+  latent = config.image_size // setup.pipe.vae_scale_factor
+  shape = (size, latent, latent, setup.unet.config.in_channels)
+  t = np.linspace(50, setup.schedule.num_train_timesteps - 50, size).astype(np.int32)
+  x_t = setup.schedule.add_noise(rng.normal(size=shape).astype(np.float32),
+                                 rng.normal(size=shape).astype(np.float32), t)
+  concept = jnp.arange(size) % len(setup.concepts)
+  preserve = jnp.broadcast_to(setup.text["preserve"], (size,) + setup.text["preserve"].shape[1:])
+
+  @jax.jit
+  def metrics(trainable, original, text):
+    trained = finetune.merge(trainable, original)
+    loss = erase_loss(config, setup, trained, original, text, x_t, t, concept)
+    start = erase_loss(config, setup, original, original, text, x_t, t, concept)
+    contexts = jnp.concatenate([text["source"][concept], preserve])
+    shift = lambda p: setup.unet.apply({"params": p}, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), contexts)
+    concept_shift, preserve_shift = jnp.split((shift(trained) - shift(original)) ** 2, 2)
+    return {"erase_mse": loss, "erase_gap": loss / start, "concept_shift": jnp.mean(concept_shift),
+            "preserve_shift": jnp.mean(preserve_shift)}
+
+  return lambda trainable: {k: float(v) for k, v in metrics(trainable, setup.original, setup.text).items()}
+
+
+def restore(config, workdir, setup: Setup, step=None):
+  """(trained subset, its step) from the latest (or `step`'s) checkpoint in `workdir`."""
+  _, init_variables = param_layout(setup)
+  task = training.Task(init_variables=init_variables, loss_fn=None, optimizer=optax.adam(config.lr),
+                       train_data=None)
+  state = training.load_for_eval(task, config, workdir, step)
+  if state is None:
+    raise UserError(f"{workdir} holds no checkpoint; train first (jaxlab train esd ...)")
+  return jax.device_get(state["params"]), int(state["step"])
+
+
+def generation_eval(config, setup: Setup, trainable, workdir, step) -> dict:
+  """Images from `eval_prompts` before and after erasure; CLIP scores against each image's prompt and the
+  erased concepts (the highest over concepts), and the external classifier's figures, for both sets."""
+  rows = generate.read_prompt_csv(config.eval_prompts)
+  sets = {"original": (Path(workdir) / "eval" / "original", None),
+          "erased": (Path(workdir) / "eval" / f"step_{step}", finetune.merge(trainable, setup.original))}
+  paths = {}
+  for name, (folder, unet_params) in sets.items():
+    paths[name] = generate.generate_rows(
+        setup.pipe, rows, folder, num_images=config.eval_num_images, num_steps=config.eval_steps,
+        guidance_scale=config.eval_guidance, noise_source=config.eval_noise, batch_size=config.eval_batch_size,
+        height=config.image_size, width=config.image_size, unet_params=unet_params)
+  rows_per_image = [row for row in rows for _ in range(config.eval_num_images)]
+  results = {}
+  if config.eval_clip:
+    scorer = scoring.CLIPScorer(config.eval_clip)
+    concepts = scorer.text_embeds(setup.concepts)
+    prompts = scorer.text_embeds([row.prompt for row in rows_per_image])
+    for name, files in paths.items():
+      images = scorer.image_embeds([np.asarray(Image.open(f).convert("RGB")) for f in files])
+      results[f"clip_prompt/{name}"] = float(np.mean(np.sum(images * prompts, axis=-1)))
+      results[f"clip_concept/{name}"] = float(np.mean(np.max(images @ concepts.T, axis=-1)))
+  if config.eval_classifier:
+    loaded = scoring.load_classifier(config.eval_classifier)
+    if loaded is not None:
+      classifier_name, classify = loaded
+      for name, files in paths.items():
+        for key, value in classify(files, rows_per_image).items():
+          if np.isscalar(value):
+            results[f"{classifier_name}_{key}/{name}"] = float(value)
+  return results
+
+
+def evaluate(config, workdir, step=None) -> dict:
+  """The erasure metrics of a checkpoint and, with `eval_prompts`, the generation harness; also written to
+  `WORKDIR/eval/step_<N>.json`."""
+  setup = make_setup(config, workdir)
+  trainable, step = restore(config, workdir, setup, step)
+  results = erase_metrics_fn(config, setup)(trainable)
+  if config.eval_prompts:
+    results.update(generation_eval(config, setup, trainable, workdir, step))
+  out = Path(workdir) / "eval" / f"step_{step}.json"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+  return results
+
+
+def export(config, workdir) -> list[Path]:
+  """`WORKDIR/export/unet/` (the trained UNet, a diffusers folder) and `WORKDIR/export/esd.safetensors` (the
+  trained tensors alone, keyed by diffusers names, for `unet.load_state_dict(..., strict=False)`)."""
+  setup = make_setup(config, workdir)
+  trainable, _ = restore(config, workdir, setup)
+  out = Path(workdir) / "export"
+  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                         finetune.merge(trainable, setup.original))
+  return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
+
+
+def _image_grid(rows: list[np.ndarray], scale: int = 4) -> Image.Image:
+  """Rows of uint8 images side by side, enlarged `scale` times (nearest) so tiny images stay visible."""
+  grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+  return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
+
+
+def _loss_curve(losses: list[tuple[int, float]], path: Path) -> Path:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3))
+  ax.plot(*zip(*losses), marker="o")
+  ax.set(xlabel="step", ylabel="ESD loss", title="ESD-x, tiny random SD")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def demo(workdir) -> DemoSection:
+  """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
+  workdir = Path(workdir)
+  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  training.save_config(config, workdir)
+  setup = make_setup(config, workdir)
+  result = training.train(make_task(config, workdir, setup), config, workdir)
+  exported = export(config, workdir)
+  trainable, step = restore(config, workdir, setup)
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+
+  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
+  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
+  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
+  before = setup.pipe.generate(prompts, noise, config.eval_steps)
+  after = setup.pipe.generate(prompts, noise, config.eval_steps,
+                              unet_params=finetune.merge(trainable, setup.original))
+  grid = workdir / "before_after.png"
+  _image_grid([before, after]).save(grid)
+  curve = _loss_curve(losses, workdir / "loss.png")
+
+  figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],
+             **{k: result[f"eval/{k}"] for k in ("erase_gap", "concept_shift", "preserve_shift")}}
+  table = "\n".join(f"| {s} | {loss:.4f} |" for s, loss in losses)
+  markdown = f"""ESD-x (`train_method=xattn`, eta {config.negative_guidance}) erases "{setup.concepts[0]}" from a \
+small random SD pipeline ({config.image_size} px images, x_t from {config.ddim_steps}-step DDIM with guidance \
+{config.start_guidance}, as the original code), {step} Adam steps at lr {config.lr}, batch {config.batch_size}.
+
+| step | loss |
+|---|---|
+{table}
+
+On fixed noisy latents, the erased concept's prediction moved onto the target: `erase_gap` (the ESD loss over \
+its value for the original model) is {figures['erase_gap']:.3f} (1 at the start); the prediction for the concept \
+moved by {figures['concept_shift']:.4f} (mean squared change), the one for "{config.preserve_prompt}" by \
+{figures['preserve_shift']:.4f}. A random text encoder barely tells prompts apart, so the second is not small \
+here; with SD v1.4 use `jaxlab eval esd` with a prompt CSV and a CLIP folder.
+
+Exported: `{exported[0].relative_to(workdir)}` (diffusers UNet folder) and \
+`{exported[1].relative_to(workdir)}` (the changed tensors). `loss.png`: the loss curve; `before_after.png`: top row \
+the original model, bottom row the erased one, for "{prompts[0]}" (left two) and "{prompts[-1]}" (right two)."""
+  return DemoSection(title="ESD: erasing a concept", markdown=markdown, figures=figures,
+                     files=[curve, grid, *exported])
