@@ -110,7 +110,8 @@ def _task(module: stin.STIN, batch: dict) -> training.Task:
                        train_data=lambda: None)
 
 
-def _torch_step_times(c: stin.STINConfig, batch: dict, dtype: str, steps: int):
+def _torch_step(c: stin.STINConfig, batch: dict, dtype: str):
+  """The PyTorch STIN's train step as one blocking call, a function giving its peak memory, and the device."""
   import torch
   torch.set_num_threads(common.torch_threads())
   device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -129,9 +130,8 @@ def _torch_step_times(c: stin.STINConfig, batch: dict, dtype: str, steps: int):
     if device == "cuda":
       torch.cuda.synchronize()
 
-  times = common.time_calls(one, steps)
-  memory = torch.cuda.max_memory_allocated() if device == "cuda" else None
-  return times, memory, device
+  memory = lambda: torch.cuda.max_memory_allocated() if device == "cuda" else None
+  return one, memory, device
 
 
 def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
@@ -140,19 +140,23 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
   batch_size = batch_size or size["batch_size"]
   module = stin.STIN(c, dtype=jnp.dtype(dtype))
   batch = random_batch(c, batch_size)
-  # PyTorch first: on a CPU, threads XLA leaves behind slow PyTorch's later steps down several-fold.
+  ours, flops, memory = common.jax_train_step(_task(module, batch), batch)
+  calls = [ours]
   if reference:
-    t_times, t_memory, device = _torch_step_times(c, batch, dtype, steps)
-  times, flops, memory = common.time_jax_train_step(_task(module, batch), batch, steps)
+    theirs, their_memory, device = _torch_step(c, batch, dtype)
+    calls.append(theirs)
+  times = common.time_in_turns(steps, *calls)
+  # The CPU peak is measured after the timing: on a CPU, the threads of that large XLA matmul slow PyTorch's
+  # later steps down several-fold.
   peak, peak_source = common.peak_flops(dtype)
-  results = [common.summarize("jaxlab STIN (jit)", times, batch_size, flops, peak, memory)]
+  results = [common.summarize("jaxlab STIN (jit)", times[0], batch_size, flops, peak, memory)]
   if reference:
-    results.append(common.summarize(f"PyTorch STIN, written here ({device})", t_times, batch_size, flops, peak,
-                                    t_memory, note="no PyTorch package has STIN; same FLOPs assumed as ours"))
+    results.append(common.summarize(f"PyTorch STIN, written here ({device})", times[1], batch_size, flops, peak,
+                                    their_memory(), note="no PyTorch package has STIN; same FLOPs assumed as ours"))
   setup = {"model": f"STIN+OIE+NL {config}: d={c.coord_feature_dim}, {c.num_boxes} boxes x {c.num_frames} "
                     f"frames, {c.nonlocal_layers} non-local blocks, {c.num_classes} classes",
            "batch": batch_size, "dtype": dtype,
            "step": "forward + backward + clip + SGD (momentum, weight decay)",
            "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
-           "timing": f"median of {steps} steps after 2 warm-up steps"}
+           "timing": f"median of {steps} steps each, taken in turns after one warm-up step"}
   return common.report("stin train step", results, setup)

@@ -1,4 +1,4 @@
-"""`jaxlab bench stin` on a toy STIN: both train steps run and are timed."""
+"""`jaxlab bench stin` on a toy STIN: both train steps run and are timed in turns."""
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ pytest.importorskip("torch")
 def test_both_steps_run():
   c = stin.variant_config("stin_oie_nl", num_classes=5, coord_feature_dim=16)
   batch = stin_bench.random_batch(c, 8)
-  times, flops, _ = common.time_jax_train_step(stin_bench._task(stin.STIN(c), batch), batch, steps=2)
-  torch_times, _, device = stin_bench._torch_step_times(c, batch, "float32", steps=2)
-  assert len(times) == len(torch_times) == 2 and flops > 0 and device == "cpu"
-  assert np.all(np.array(times + torch_times) > 0)
+  ours, flops, _ = common.jax_train_step(stin_bench._task(stin.STIN(c), batch), batch)
+  theirs, _, device = stin_bench._torch_step(c, batch, "float32")
+  times = common.time_in_turns(2, ours, theirs)
+  assert [len(t) for t in times] == [2, 2] and flops > 0 and device == "cpu"
+  assert np.all(np.array(times) > 0)
