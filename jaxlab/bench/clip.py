@@ -13,11 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab import parallel
 from jaxlab.bench import common
 from jaxlab.errors import UserError
 from jaxlab.models import clip
-from jaxlab.training import Task, loop
+from jaxlab.training import Task
 
 # "small": a CLIP that a laptop CPU steps through in about a second; "paper": ViT-B/32 (spec §3.1).
 SIZES = {
@@ -59,24 +58,6 @@ def random_batch(module: clip.CLIPModel, batch_size: int, seed: int = 0) -> dict
   return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels}
 
 
-def _our_step(module, batch):
-  """The loop's compiled step on this batch, as a blocking no-argument call, with its FLOPs and memory."""
-  task = make_task(module)
-  mesh = parallel.make_mesh({"data": -1})
-  init_state, rng, abstract, shardings = loop.state_layout(task, mesh, seed=0)
-  with parallel.mesh_context(mesh):
-    state = jax.jit(init_state, out_shardings=shardings)(rng)
-  step_fn, batch_shardings = loop.compile_train_step(task, mesh, abstract, shardings, None, batch)
-  device_batch = parallel.global_batch(batch, batch_shardings)
-  holder = {"state": state}
-
-  def one_step():
-    holder["state"], metrics = step_fn(holder["state"], None, device_batch)
-    jax.block_until_ready(metrics["loss"])
-
-  return one_step, common.compiled_flops(step_fn), common.compiled_memory_bytes(step_fn)
-
-
 def _reference_step(module, batch, dtype):
   """transformers' CLIPModel with the same config: forward with the loss, backward, AdamW, as one call."""
   import contextlib
@@ -100,17 +81,6 @@ def _reference_step(module, batch, dtype):
   return one_step, torch.get_num_threads()
 
 
-def _interleaved(steps, *fns) -> list[list[float]]:
-  """Warm each up, then time them in turns, so that load from other processes falls on all alike."""
-  for fn in fns:
-    common.time_calls(fn, 1, warmup=1)
-  times = [[] for _ in fns]
-  for _ in range(steps):
-    for fn, out in zip(fns, times):
-      out.extend(common.time_calls(fn, 1, warmup=0))
-  return times
-
-
 def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", reference: bool = True,
         config: str = "small") -> dict:
   if config not in SIZES:
@@ -124,12 +94,12 @@ def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", 
                           dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   batch = random_batch(module, batch_size)
   peak, peak_source = common.peak_flops(dtype)
-  ours, flops, memory = _our_step(module, batch)
+  ours, flops, memory = common.jax_train_step(make_task(module), batch, devices=jax.devices())
   steps_to_time = [ours]
   if reference:
     theirs, threads = _reference_step(module, batch, dtype)
     steps_to_time.append(theirs)
-  times = _interleaved(steps, *steps_to_time)
+  times = common.time_in_turns(steps, *steps_to_time)
   results = [common.summarize("jaxlab CLIP (Flax, jit)", times[0], batch_size, flops, peak, memory)]
   if reference:
     results.append(common.summarize("transformers CLIPModel (PyTorch)", times[1], batch_size, flops, peak,
