@@ -325,12 +325,12 @@ def script_for(steps: Sequence[Step]) -> str:
   return source.script(body, output="function(arg)", imports=("import random",))
 
 
-def sample_steps(rng: random.Random, p_single: float = 0.3) -> tuple[Step, ...]:
-  """One operation with probability `p_single`, otherwise an inner one then an outer one."""
+def sample_steps(rng: random.Random, single: bool) -> tuple[Step, ...]:
+  """One operation, or an inner one then an outer one (which must not avoid it)."""
   def draw(names):
     op = rng.choice(names)
     return op, sample_params(OPS[op].params, rng)
-  if rng.random() < p_single:
+  if single:
     return (draw(tuple(OPS)),)
   outer = draw(tuple(OPS))
   allowed = tuple(name for name in INNER_POOL if name not in AVOID[outer[0]])
@@ -338,14 +338,17 @@ def sample_steps(rng: random.Random, p_single: float = 0.3) -> tuple[Step, ...]:
 
 
 def generate(n: int, seed: int = 0, p_single: float = 0.3) -> list[StringFunction]:
-  """`n` distinct string functions, f00000 onwards."""
+  """`n` distinct string functions, f00000 onwards: single operations with probability `p_single`.
+  As in the original, a repeat is re-drawn with the same choice of single or composed."""
   rng = random.Random(seed)
   functions, seen = [], set()
   while len(functions) < n:
-    steps = sample_steps(rng, p_single)
-    key = json.dumps(steps, sort_keys=True)
-    if key in seen:
-      continue
+    single = rng.random() < p_single
+    while True:
+      steps = sample_steps(rng, single)
+      key = json.dumps(steps, sort_keys=True)
+      if key not in seen:
+        break
     seen.add(key)
     functions.append(StringFunction(f"f{len(functions):05d}", steps))
   return functions
