@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from jaxlab.errors import UserError
-from jaxlab.find import prompts
+from jaxlab.find import prompts, source
 from jaxlab.lm import LM
 
 FUNCTION_PATH = "./temp/function.py"
@@ -232,7 +232,8 @@ def interpret(functions: Sequence, lm: LM, out: str | Path, *, hints: bool = Fal
     start, error = time.time(), None
     for _ in range(attempts):
       try:
-        interpretation = interpret_one(function, lm, hints=hints, single_round=single_round, **kwargs)
+        with source.seeded(f"interpret/{function.name}"):
+          interpretation = interpret_one(function, lm, hints=hints, single_round=single_round, **kwargs)
         break
       except UserError:
         raise

@@ -23,7 +23,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from jaxlab.errors import UserError
-from jaxlab.find import dataset, numeric, prompts, sandbox, strings
+from jaxlab.find import dataset, numeric, prompts, sandbox, source, strings
 
 NMSE_THRESHOLD = 0.1
 
@@ -50,8 +50,7 @@ def _as_complex(result: dict):
   return result.get("value")
 
 
-def numeric_score(code: str, f_true, *, threshold: float = NMSE_THRESHOLD,
-                  limits: sandbox.Limits = sandbox.Limits()) -> NumericScore:
+def _truth(f_true) -> tuple[list[float], list]:
   points, truth = [], []
   for x in numeric.TEST_POINTS:
     try:
@@ -62,6 +61,17 @@ def numeric_score(code: str, f_true, *, threshold: float = NMSE_THRESHOLD,
     if math.isfinite(abs(value)):
       points.append(x)
       truth.append(value)
+  return points, truth
+
+
+def numeric_score(code: str, f_true, *, threshold: float = NMSE_THRESHOLD, seed: str | None = None,
+                  limits: sandbox.Limits = sandbox.Limits()) -> NumericScore:
+  """`seed`: draw the ground truth's noise and corruption from RNGs seeded with it (repeatable scores)."""
+  if seed is None:
+    points, truth = _truth(f_true)
+  else:
+    with source.seeded(seed):
+      points, truth = _truth(f_true)
   if not code.strip():
     return NumericScore(0, status="error", error="no code")
   run = sandbox.run(code, [[x] for x in points], kind="number", limits=limits)
@@ -167,7 +177,7 @@ def score_function(function, folder: Path, unit_tests: dict, judge=None) -> dict
   record = {"name": function.name}
   description = _read(folder, "description.txt").split("[CODE]:")[0]
   if function.category == "numeric":
-    result = numeric_score(_read(folder, "code.py"), function)
+    result = numeric_score(_read(folder, "code.py"), function, seed=f"score/{function.name}")
     record.update(variant=function.variant, code=result.score, nmse=result.nmse, status=result.status,
                   error=result.error[:300])
     if function.variant == "corrupted":

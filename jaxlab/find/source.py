@@ -6,7 +6,13 @@ execute the same text in-process (for the interpreter protocol and as the scorer
 exported file and what we measure cannot disagree.
 """
 
+import contextlib
+import random
+import threading
 import types
+import zlib
+
+import numpy as np
 
 PAIRS_PREFIX = "Function input - output pairs: "
 
@@ -43,3 +49,22 @@ def load(source: str, name: str = "function_code") -> types.ModuleType:
   module = types.ModuleType(name)
   exec(compile(source, f"<{name}>", "exec"), module.__dict__)
   return module
+
+
+_SEEDED = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded(name: str):
+  """Seeds the global RNGs the functions draw from (`np.random`, `random`) from `name`, so that noise,
+  corruption and stochastic string operations repeat run to run; restores them afterwards. One at a time."""
+  with _SEEDED:
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    seed = zlib.crc32(name.encode())
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+      yield
+    finally:
+      np.random.set_state(numpy_state)
+      random.setstate(python_state)

@@ -77,3 +77,23 @@ def test_string_programs_are_recovered(steps):
 def test_pairs_are_parsed_with_known_inputs():
   response = "Response: Function input - output pairs: (a, b) (x, y) (c, (d)) (p, q) \n"
   assert parse_pairs(response, ["a", "x, y) (c", "p"]) == ["b", "(d)", "q"]
+
+
+def test_neuron_exemplar_descriptions():
+  from jaxlab.find import neurons
+  from jaxlab.lm import ScriptedLM
+
+  def probs(messages, candidates):
+    word = messages[-1]["content"].rsplit("Input: ", 1)[1]
+    return {"1": 0.95 if word in ("tennis", "football", "Olympics", "chess") else 0.02, "0": 0.05}
+  neuron = neurons.EntityNeuron("f00000", "sport", None, ["chess", "tree"], ScriptedLM(probs=probs))
+  result = protocol.interpret_one(neuron, LM, hints=True)
+  assert result.description.startswith("The function is most selective for words such as chess (0.95)")
+  assert "tennis" in result.description
+
+  def rule(messages):
+    word = messages[-1]["content"].rsplit("Input: ", 1)[1]
+    return {"Paris": "France", "Tokyo": "Japan"}.get(word, "undefined")
+  relation = neurons.RelationNeuron("f00001", "a city", "its country", None, None, ScriptedLM(rule))
+  result = protocol.interpret_one(relation, LM)
+  assert "Paris -> France" in result.description and "Tokyo" in result.domain
