@@ -80,14 +80,15 @@ def enumerate_params(kind: str, outputs: Sequence[frozenset] = ()) -> list[tuple
     return [(a, b) for a in range(10) for b in range(10) if a != b]
   if kind == "rand":
     return [(n,) for n in range(26)]
-  if kind == "suffix":
-    endings = set()
+  if kind == "suffix":  # the appended letters, as they may show at either end of an output
+    pieces = set()
     for out in itertools.islice(outputs, 3):
       for text in out:
         for k in range(1, 6):
-          if len(text) >= k and text[-k:].isalpha():
-            endings.update({text[-k:], text[-k:].lower(), text[-k:].upper(), text[-k:][::-1]})
-    return [(e,) for e in sorted(endings)]
+          for piece in (text[-k:], text[:k]):
+            if len(piece) == k and piece.isalpha():
+              pieces.update({piece, piece.lower(), piece.upper(), piece[::-1], piece[::-1].lower(), piece[::-1].upper()})
+    return [(p,) for p in sorted(pieces)]
   return []  # mappings are inferred, never enumerated
 
 
