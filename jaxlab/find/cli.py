@@ -16,7 +16,11 @@ def make_backend(spec: str):
   if spec in ("offline", "offline:nofallback"):
     from jaxlab.find.offline import OfflineInterpreter
     return OfflineInterpreter(fallback=spec == "offline")
+  from jaxlab.errors import UserError
   from jaxlab.lm import make_lm
+  if spec.partition(":")[0] not in ("openai", "local", "scripted"):
+    raise UserError(f"backend {spec!r} not understood; use offline, offline:nofallback, openai:MODEL[@BASE_URL], "
+                    "local:PATH or scripted:FILE.json")
   return make_lm(spec)
 
 
