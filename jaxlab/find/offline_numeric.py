@@ -393,12 +393,21 @@ def _square_candidates(a: Analysis, limit: int = 8) -> list[tuple[float, float]]
   return list(chosen.items())[:limit]
 
 
+def _shifts(period: float, anchor: float) -> list[float]:
+  """The generator's shifts (multiples of 0.1 in [-5, 5]) with zero crossings where `anchor`'s are. They
+  describe the same wave, but a probe exactly on a crossing rounds differently for each, so all are tried."""
+  half = period / 2
+  shifts = [round(anchor + k * half, 1) for k in range(-30, 31) if -5 <= anchor + k * half <= 5]
+  return [s for s in dict.fromkeys(shifts) if abs((s - anchor) / half - round((s - anchor) / half)) < 1e-6] or [anchor]
+
+
 def _square_waves(a: Analysis, robust: bool):
-  for period, shift in _square_candidates(a):
-    yield _linear_model("square_wave", [_square(period, shift), ONE], a.x, a.y, robust,
-                        lambda c, p=period: f"f(x) is a square wave with period {_fmt(p)}, alternating between "
-                                            f"{_fmt(c[1] + c[0])} and {_fmt(c[1] - c[0])}.",
-                        extra_params=2)
+  for period, anchor in _square_candidates(a):
+    for shift in _shifts(period, anchor):
+      yield _linear_model("square_wave", [_square(period, shift), ONE], a.x, a.y, robust,
+                          lambda c, p=period: f"f(x) is a square wave with period {_fmt(p)}, alternating between "
+                                              f"{_fmt(c[1] + c[0])} and {_fmt(c[1] - c[0])}.",
+                          extra_params=2)
 
 
 def _sinusoids(x, y, robust):
