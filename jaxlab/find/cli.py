@@ -5,7 +5,6 @@
   jaxlab find score --dataset DIR --results RESULTS [--judge openai:M@URL|...]
 """
 
-import argparse
 import sys
 
 CATEGORIES = ("numeric", "strings", "neurons_entities", "neurons_relations")

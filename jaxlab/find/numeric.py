@@ -30,8 +30,6 @@ ATOMIC = ("linear", "polynomial", "rational", "absolute", "root", "logarithm", "
 COMPOSABLE = ("linear", "polynomial", "step", "relu", "constant", "ceil", "floor", "rectangle", "square_wave")
 COMBINERS = ("sum_two", "multiply_two")
 VARIANTS = ("clean", "noised", "corrupted", "mlp")
-NOISE_TYPES = ("normal", "uniform", "poisson")
-CORRUPTIONS = ("interval_inside", "interval_smaller", "interval_larger")
 # Which file of a released function directory is the benchmark function (`func_name_dict.json`).
 RELEASE_FILES = {"function_code.py": "clean", "noised_function_code.py": "noised",
                  "corrupted_function_code.py": "corrupted", "load_mlp.py": "mlp"}

@@ -33,9 +33,6 @@ class Op:
     return getattr(string_ops, self.name)
 
 
-# Parameter kinds and how the original draws them.
-PARAM_KINDS = ("", "number", "letter", "suffix", "letter_pair", "index_pair", "mapping", "rand")
-
 # In the order of the original's `sample_single_f` list (sampling is uniform over it).
 OPS = {op.name: op for op in (
     Op("convert_to_lowercase", "", "converts the string to lowercase"),
