@@ -41,7 +41,8 @@ def build(out, *, release=None, n_numeric=1000, n_strings=1000, seed=0, mlp_epoc
     todo = sum(f.variant == "mlp" and f.mlp is None for f in functions)
     if todo:
       log(f"numeric: training {todo} MLP approximations ({mlp_epochs or mlp.EPOCHS} epochs each)")
-    functions = mlp.fit_functions(functions, seed=seed, **({"epochs": mlp_epochs} if mlp_epochs else {}))
+    functions = mlp.fit_functions(functions, seed=seed, log=lambda line: log(f"numeric: {line}"),
+                                  **({"epochs": mlp_epochs} if mlp_epochs else {}))
     dataset.write(out, "numeric", functions)
     written["numeric"] = len(functions)
     log(f"numeric: {len(functions)} functions, {source}")

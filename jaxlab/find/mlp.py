@@ -70,7 +70,7 @@ _train_jit = jax.jit(_train, static_argnames=("epochs", "learning_rate"))
 
 
 def fit(functions: Sequence, *, seed: int = 0, epochs: int = EPOCHS, points: int = POINTS,
-        learning_rate: float = LEARNING_RATE, chunk: int = 50) -> list[tuple[dict, float]]:
+        learning_rate: float = LEARNING_RATE, chunk: int = 50, log=None) -> list[tuple[dict, float]]:
   """Trains an MLP on each function's intended f over its domain; returns (weights, test MSE) each.
 
   Functions sharing a domain train together, `chunk` at a time (the test MSE is on the training grid, as
@@ -96,6 +96,8 @@ def fit(functions: Sequence, *, seed: int = 0, epochs: int = EPOCHS, points: int
         weights = {"w1": params["fc1"]["kernel"][j, 0], "b1": params["fc1"]["bias"][j],
                    "w2": params["fc2"]["kernel"][j, :, 0], "b2": params["fc2"]["bias"][j]}
         results[i] = ({k: np.asarray(v, np.float32).tolist() for k, v in weights.items()}, float(losses[j]))
+      if log:
+        log(f"trained {sum(r is not None for r in results)}/{len(functions)} MLPs")
   return results
 
 
