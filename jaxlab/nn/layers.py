@@ -10,12 +10,13 @@ Axes = Sequence[str | None]
 
 
 def dense(features: int, axes: Axes, *, use_bias: bool = True, dtype=jnp.float32, param_dtype=jnp.float32,
-          kernel_init=nn.initializers.lecun_normal(), name: str | None = None) -> nn.Dense:
+          kernel_init=nn.initializers.lecun_normal(), bias_init=nn.initializers.zeros_init(),
+          name: str | None = None) -> nn.Dense:
   """`nn.Dense` whose kernel `[in, out]` is named `axes` and whose bias is named `axes[-1]`."""
   return nn.Dense(
       features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
       kernel_init=nn.with_logical_partitioning(kernel_init, tuple(axes)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[-1],)))
+      bias_init=nn.with_logical_partitioning(bias_init, (axes[-1],)))
 
 
 def conv(features: int, kernel_size: Sequence[int], *, strides=1, padding="SAME", use_bias: bool = True,
