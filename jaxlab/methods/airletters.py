@@ -98,7 +98,7 @@ def optimizer(config):
   # No weight decay on biases and norm scales (the usual ViT / ResNet recipe).
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   tx = optax.chain(optax.clip_by_global_norm(config.grad_clip) if config.grad_clip else optax.identity(),
-                   optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay, mask=decay_mask))
+                   optax.adamw(schedule, b1=0.9, b2=config.adam_b2, weight_decay=config.weight_decay, mask=decay_mask))
   return tx, schedule
 
 
@@ -128,7 +128,8 @@ def make_task(config, workdir=None) -> training.Task:
 
   def train_data():
     return pipeline.training_dataset(
-        splits[config.train_split], clip_transform(config.num_frames, config.image_size, True),
+        splits[config.train_split],
+        clip_transform(config.num_frames, config.image_size, True, tuple(config.crop_scale)),
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def pretrained():

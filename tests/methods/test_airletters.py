@@ -38,14 +38,14 @@ def data_dir(tmp_path_factory):
   return root / "data"
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny_vit"])
+@pytest.mark.parametrize("variant", ["tiny", "tiny_cnn"])
 def test_train_eval_export_through_the_cli(tmp_path, data_dir, variant):
   workdir = tmp_path / "run"
   args = ["train", "airletters", "--config", f"train/configs/airletters.py:{variant}", "--workdir", str(workdir),
           f"--config.data_dir={data_dir}", "--config.total_steps=4", "--config.batch_size=8",
           "--config.checkpoint_every=2", "--config.log_every=2", "--config.eval_batch_size=8",
           "--config.num_frames=4", "--config.image_size=16"]
-  if variant == "tiny_vit":
+  if variant == "tiny":
     args += ["--config.model.patch_size=8"]
   assert cli.main(args) == 0
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -59,7 +59,7 @@ def test_train_eval_export_through_the_cli(tmp_path, data_dir, variant):
   assert len(metrics["per_class"]) == 38
 
   exported = workdir / "export"
-  if variant == "tiny_vit":
+  if variant == "tiny":
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from jaxlab import training
