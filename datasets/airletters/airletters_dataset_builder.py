@@ -10,17 +10,15 @@ and in `bad_examples.json` beside the built dataset; the config field `on_bad_vi
 decides whether the build goes on without them.
 """
 
-from concurrent import futures
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxlab.data import airletters
-from jaxlab.data import video as video_lib
+from jaxlab.data.workers import map_in_processes
 
 
 @dataclasses.dataclass
@@ -30,28 +28,6 @@ class AirLettersConfig(tfds.core.BuilderConfig):
   jpeg_quality: int = 90
   on_bad_video: str = "skip"     # 'skip': leave bad videos out (and list them); 'fail': stop at the first
   num_workers: int = 0           # decoding processes; 0 = one per CPU core
-
-
-def _prepare(args):
-  """Decodes, resamples and JPEG-encodes one video; returns (row, example) or (row, error text)."""
-  row, path, config = args
-  try:
-    frames, fps = video_lib.read_video(path)
-  except video_lib.VideoDecodeError as e:
-    return row, None, str(e)
-  frames = video_lib.resize_short_side(video_lib.resample_fps(frames, fps, config.fps), config.short_side)
-  example = {
-      "frames": [video_lib.encode_jpeg(f, config.jpeg_quality) for f in frames],
-      "num_frames": len(frames),
-      "height": frames.shape[1],
-      "width": frames.shape[2],
-      "label": row["label"],
-      "id": int(row["id"]),
-      "filename": row["filename"],
-      "worker_id": int(row["worker_id"]),
-      "duration_ms": int(row["video_duration"]),
-  }
-  return row, example, None
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -120,16 +96,14 @@ layout (no download), run `jaxlab data airletters-synth --out <manual_dir>`.
       if problem:
         bad.append({"id": row.get("id"), "filename": row.get("filename"), "reason": problem})
       else:
-        jobs.append((row, root / "videos" / row["filename"], config))
+        jobs.append((row, root / "videos" / row["filename"], config.fps, config.short_side, config.jpeg_quality))
     self._stop_if_failing(split, bad)
-    workers = config.num_workers or os.cpu_count() or 1
-    with futures.ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
-      for row, example, error in pool.map(_prepare, jobs, chunksize=4):
-        if error is not None:
-          bad.append({"id": row["id"], "filename": row["filename"], "reason": error})
-          self._stop_if_failing(split, bad)
-          continue
-        yield example["id"], example
+    for row, example, error in map_in_processes(airletters.prepare_example, jobs, config.num_workers, chunksize=4):
+      if error is not None:
+        bad.append({"id": row["id"], "filename": row["filename"], "reason": error})
+        self._stop_if_failing(split, bad)
+        continue
+      yield example["id"], example
     self._report(split, bad, total=len(rows))
 
   def _stop_if_failing(self, split, bad):
@@ -148,16 +122,3 @@ layout (no download), run `jaxlab data airletters-synth --out <manual_dir>`.
       message += f", {len(bad)} left out (listed in {path.name}): " + ", ".join(
           f"{b['id']} ({b['reason']})" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
     print(message, flush=True)
-
-
-class _InProcess:
-  """`ProcessPoolExecutor`'s map, run in this process (one worker, or tests)."""
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False
-
-  def map(self, fn, items, chunksize=1):
-    return map(fn, items)

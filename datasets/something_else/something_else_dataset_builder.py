@@ -25,7 +25,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxlab.data import something_else as se
-from jaxlab.data import video as video_lib
 from jaxlab.data.workers import map_in_processes
 
 
@@ -55,47 +54,6 @@ def _configs():
   configs.append(SomethingElseConfig(name="compositional_detected_boxes", description=f"{about}; boxes only",
                                      box_source="detected", pixels=False))
   return configs
-
-
-def _prepare(job):
-  """Reads one video's frames (or only its size) and joins them with its box track.
-
-  Returns (video id, example or None, problem or None, notes on adjustments).
-  """
-  example, track, source, pixels, quality = job
-  kind, path = source
-  video_id, notes = example["id"], []
-  try:
-    if kind == "frames":
-      files = se.frame_files(path)
-      if not files:
-        return video_id, None, f"{path} holds no frames", notes
-      size = video_lib.read_frame_size(files[0])
-      frames = [f.read_bytes() for f in files] if pixels else None
-    elif pixels:
-      decoded, fps = video_lib.read_video(path)
-      decoded = video_lib.resample_fps(decoded, fps, se.FPS)
-      size = decoded.shape[1:3]
-      frames = [video_lib.encode_jpeg(f, quality) for f in decoded]
-    else:
-      size, frames = video_lib.read_frame_size(path), None
-  except (video_lib.VideoDecodeError, OSError) as e:
-    return video_id, None, f"unreadable video {path.name}: {e}", notes
-  if frames is not None:
-    annotated, count = len(track.boxes), len(frames)
-    if annotated > count:
-      notes.append(f"boxes for {annotated - count} frames beyond the video's {count} dropped")
-      track = track.truncated(count)
-    elif annotated < count:
-      notes.append(f"{count - annotated} frames without boxes")
-      track = track.padded(count)
-    example["frames"] = frames
-  if track.duplicates:
-    notes.append(f"{track.duplicates} boxes repeated an object id within a frame (the last kept)")
-  example.update(
-      height=int(size[0]), width=int(size[1]), num_frames=len(track.boxes), objects=track.objects,
-      boxes=track.boxes, present=track.present, hand=track.hand, categories=track.categories)
-  return video_id, example, None, notes
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -219,7 +177,7 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
 
   def _generate_examples(self, split: str, rows: int, jobs: list, bad: list):
     adjusted, objects = [], Counter()
-    for video_id, example, problem, notes in map_in_processes(_prepare, jobs, self.builder_config.num_workers):
+    for video_id, example, problem, notes in map_in_processes(se.prepare_example, jobs, self.builder_config.num_workers):
       if problem:
         bad.append({"id": video_id, "kind": "video", "reason": problem})
         self._stop_if_failing(split, bad)

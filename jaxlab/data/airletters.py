@@ -8,6 +8,7 @@ is given by which CSV holds a row. No class-id file is released; ids are the sor
 import csv
 from pathlib import Path
 
+from jaxlab.data import video as video_lib
 from jaxlab.errors import UserError
 
 LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -60,3 +61,29 @@ def row_problem(row: dict) -> str | None:
   if not row.get("filename"):
     return "empty filename"
   return None
+
+
+def prepare_example(job) -> tuple[dict, dict | None, str | None]:
+  """One CSV row's video decoded, resampled to `fps`, resized to `short_side` and JPEG-encoded per frame.
+
+  `job` is `(row, path, fps, short_side, jpeg_quality)`; returns `(row, example, None)` or
+  `(row, None, why it failed)`.
+  """
+  row, path, fps, short_side, quality = job
+  try:
+    frames, source_fps = video_lib.read_video(path)
+  except video_lib.VideoDecodeError as e:
+    return row, None, str(e)
+  frames = video_lib.resize_short_side(video_lib.resample_fps(frames, source_fps, fps), short_side)
+  example = {
+      "frames": [video_lib.encode_jpeg(f, quality) for f in frames],
+      "num_frames": len(frames),
+      "height": frames.shape[1],
+      "width": frames.shape[2],
+      "label": row["label"],
+      "id": int(row["id"]),
+      "filename": row["filename"],
+      "worker_id": int(row["worker_id"]),
+      "duration_ms": int(row["video_duration"]),
+  }
+  return row, example, None

@@ -11,7 +11,6 @@ release is laid out, with disjoint workers per split, so the AirLetters TFDS bui
 """
 
 import csv
-from concurrent import futures
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from jaxlab.data import airletters
 from jaxlab.data.video import write_video
+from jaxlab.data.workers import map_in_processes
 
 
 def _arc(cx, cy, rx, ry, start_deg, end_deg, n=12):
@@ -193,8 +193,7 @@ def write_dataset(root, clips_per_class: dict[str, int] | None = None, seed: int
         worker = int(rng.choice(workers_here))
         jobs.append((root, next_id, label, int(rng.integers(2**31)), height, width))
         rows[split].append({"id": next_id, "label": label, "worker_id": worker})
-  with futures.ProcessPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-    results = list(pool.map(_write_one, jobs, chunksize=8))
+  results = list(map_in_processes(_write_one, jobs, workers or min(8, os.cpu_count() or 1)))
   by_id = {job[1]: result for job, result in zip(jobs, results)}
   for split, split_rows in rows.items():
     order = np.random.default_rng(seed + 1).permutation(len(split_rows))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxlab.data import video as video_lib
 from jaxlab.errors import UserError
 
 FPS = 12.0
@@ -286,3 +287,44 @@ def strided_window(num_frames: int, count: int, stride: int, rng: np.random.Gene
     offset = rng.integers(0, num_frames - span + 1) if rng is not None else (num_frames - span) // 2
     return offset + stride * np.arange(count)
   return np.round(np.linspace(0, num_frames - 1, count)).astype(int)
+
+
+def prepare_example(job):
+  """Reads one video's frames (or only its size) and joins them with its box track.
+
+  Returns (video id, example or None, problem or None, notes on adjustments).
+  """
+  example, track, source, pixels, quality = job
+  kind, path = source
+  video_id, notes = example["id"], []
+  try:
+    if kind == "frames":
+      files = frame_files(path)
+      if not files:
+        return video_id, None, f"{path} holds no frames", notes
+      size = video_lib.read_frame_size(files[0])
+      frames = [f.read_bytes() for f in files] if pixels else None
+    elif pixels:
+      decoded, fps = video_lib.read_video(path)
+      decoded = video_lib.resample_fps(decoded, fps, FPS)
+      size = decoded.shape[1:3]
+      frames = [video_lib.encode_jpeg(f, quality) for f in decoded]
+    else:
+      size, frames = video_lib.read_frame_size(path), None
+  except (video_lib.VideoDecodeError, OSError) as e:
+    return video_id, None, f"unreadable video {path.name}: {e}", notes
+  if frames is not None:
+    annotated, count = len(track.boxes), len(frames)
+    if annotated > count:
+      notes.append(f"boxes for {annotated - count} frames beyond the video's {count} dropped")
+      track = track.truncated(count)
+    elif annotated < count:
+      notes.append(f"{count - annotated} frames without boxes")
+      track = track.padded(count)
+    example["frames"] = frames
+  if track.duplicates:
+    notes.append(f"{track.duplicates} boxes repeated an object id within a frame (the last kept)")
+  example.update(
+      height=int(size[0]), width=int(size[1]), num_frames=len(track.boxes), objects=track.objects,
+      boxes=track.boxes, present=track.present, hand=track.hand, categories=track.categories)
+  return video_id, example, None, notes

@@ -1,9 +1,11 @@
 """`jaxlab bench clip` on a toy CLIP: both steps run and are timed in turns."""
 
+import jax
 import numpy as np
 import pytest
 
 from jaxlab.bench import clip as clip_bench
+from jaxlab.bench import common
 from jaxlab.models import clip
 
 pytest.importorskip("transformers")
@@ -17,8 +19,8 @@ def test_both_steps_run_interleaved():
                             image_size=16, patch_size=8), projection_dim=16)
   batch = clip_bench.random_batch(module, 8)
   assert (batch["input_ids"][batch["attention_mask"] == 0] == 127).all()
-  ours, flops, _ = clip_bench._our_step(module, batch)
+  ours, flops, _ = common.jax_train_step(clip_bench.make_task(module), batch, devices=jax.devices())
   theirs, threads = clip_bench._reference_step(module, batch, "float32")
-  times = clip_bench._interleaved(2, ours, theirs)
+  times = common.time_in_turns(2, ours, theirs)
   assert [len(t) for t in times] == [2, 2] and flops > 0 and threads >= 1
   assert np.all(np.array(times) > 0)

@@ -9,11 +9,11 @@ from jaxlab.training import config as config_lib
 
 def test_overrides_keep_the_field_types():
   c = config_lib.load_config("train/configs/airletters.py:tiny",
-                             ["lr=1", "total_steps=7", "mesh.data=4", "dataset=airletters/x", "model.layers=[2,2,2,2]",
+                             ["lr=1", "total_steps=7", "mesh.data=4", "dataset=airletters/x", "crop_scale=[0.5,1]",
                               "pretrained=/some/path"])
   assert c.lr == 1.0 and isinstance(c.lr, float)
   assert c.total_steps == 7 and c.mesh.data == 4 and c.dataset == "airletters/x"
-  assert c.model.layers == (2, 2, 2, 2) and c.pretrained == "/some/path"
+  assert c.crop_scale == (0.5, 1.0) and c.pretrained == "/some/path"
   with pytest.raises(UserError, match="no field 'lrr'"):
     config_lib.load_config("train/configs/airletters.py:tiny", ["lrr=1"])
   with pytest.raises(UserError, match="key=value"):
