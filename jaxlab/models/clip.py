@@ -171,20 +171,9 @@ class _Encoder(nn.Module):
   @nn.compact
   def __call__(self, x, mask):
     c = self.config
-    layer = CLIPEncoderLayer
-    if self.remat_policy is not None:
-      layer = nn.remat(layer, policy=getattr(jax.checkpoint_policies, self.remat_policy),
-                       prevent_cse=not self.scan_layers)
-    kwargs = dict(config=c, causal=self.causal, dtype=self.dtype, param_dtype=self.param_dtype)
-    if self.scan_layers:
-      stack = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True},
-                      in_axes=(nn.broadcast,), length=c.num_hidden_layers,
-                      metadata_params={nn.PARTITION_NAME: "layers"})
-      x, _ = stack(**kwargs, name="layers")(x, mask)
-      return x
-    for i in range(c.num_hidden_layers):
-      x, _ = layer(**kwargs, name=f"layers_{i}")(x, mask)
-    return x
+    return jnn.repeat_layers(CLIPEncoderLayer, c.num_hidden_layers, x, mask, name="layers",
+                             scan=self.scan_layers, remat_policy=self.remat_policy, config=c, causal=self.causal,
+                             dtype=self.dtype, param_dtype=self.param_dtype)
 
 
 def _projection(features: int, dtype, param_dtype, name: str) -> nn.Dense:

@@ -9,7 +9,6 @@ import dataclasses
 import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
@@ -95,14 +94,14 @@ class _Attention(nn.Module):
 
 
 class VideoViTLayer(nn.Module):
-  """One pre-LN transformer layer; its call signature `(carry, _) -> (carry, None)` suits `nn.scan`."""
+  """One pre-LN transformer layer; `x -> (x, None)` so that `nn.scan` can stack it."""
   config: VideoViTConfig
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, _=None):
+  def __call__(self, x):
     c = self.config
     norm = functools.partial(jnn.layer_norm, epsilon=c.layer_norm_eps, dtype=self.dtype,
                              param_dtype=self.param_dtype)
@@ -159,19 +158,9 @@ class _Encoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     c = self.config
-    layer = VideoViTLayer
-    if self.remat_policy is not None:
-      layer = nn.remat(layer, policy=getattr(jax.checkpoint_policies, self.remat_policy),
-                       prevent_cse=not self.scan_layers)
-    kwargs = dict(config=c, dtype=self.dtype, param_dtype=self.param_dtype, deterministic=not train)
-    if self.scan_layers:
-      stack = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                      length=c.num_hidden_layers, metadata_params={nn.PARTITION_NAME: "layers"})
-      x, _ = stack(**kwargs, name="layer")(x, None)
-      return x
-    for i in range(c.num_hidden_layers):
-      x, _ = layer(**kwargs, name=f"layer_{i}")(x, None)
-    return x
+    return jnn.repeat_layers(VideoViTLayer, c.num_hidden_layers, x, name="layer", scan=self.scan_layers,
+                             remat_policy=self.remat_policy, config=c, dtype=self.dtype,
+                             param_dtype=self.param_dtype, deterministic=not train)
 
 
 class _Backbone(nn.Module):

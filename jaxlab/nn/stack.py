@@ -1,0 +1,26 @@
+"""Repeated layers: one `nn.scan` over stacked parameters (fast to compile), or an unrolled loop."""
+
+import jax
+from flax import linen as nn
+
+
+def repeat_layers(layer: type[nn.Module], count: int, x, *args, name: str, scan: bool = True,
+                  remat_policy: str | None = None, **layer_fields):
+  """Runs `count` layers `layer(**layer_fields)` over `x`, inside the calling module's compact method.
+
+  `layer` maps `(x, *args) -> (x, None)`; `args` (a mask, say) reach every layer unchanged. With `scan`, the
+  parameters are stacked on a leading axis named 'layers' under `name`; otherwise the layers are
+  `name_0, name_1, ...`, as PyTorch's ModuleList keys them. `remat_policy` names a
+  `jax.checkpoint_policies` entry to recompute activations in the backward pass.
+  """
+  if remat_policy is not None:
+    layer = nn.remat(layer, policy=getattr(jax.checkpoint_policies, remat_policy), prevent_cse=not scan)
+  if scan:
+    stack = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                    in_axes=(nn.broadcast,) * len(args), length=count,
+                    metadata_params={nn.PARTITION_NAME: "layers"})
+    x, _ = stack(**layer_fields, name=name)(x, *args)
+    return x
+  for i in range(count):
+    x, _ = layer(**layer_fields, name=f"{name}_{i}")(x, *args)
+  return x
