@@ -60,25 +60,18 @@ def random_batch(module: clip.CLIPModel, batch_size: int, seed: int = 0) -> dict
 
 def _reference_step(module, batch, dtype):
   """transformers' CLIPModel with the same config: forward with the loss, backward, AdamW, as one call."""
-  import contextlib
   import torch
   import transformers
+  device = common.torch_device()
   config = transformers.CLIPConfig(**clip.CLIP_FAMILY.to_config(module))
-  model = transformers.CLIPModel(config).train()
+  model = transformers.CLIPModel(config).to(device).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
-  ids = torch.tensor(batch["input_ids"], dtype=torch.long)
-  mask = torch.tensor(batch["attention_mask"], dtype=torch.long)
-  pixels = torch.tensor(batch["pixel_values"].transpose(0, 3, 1, 2))
-  autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
-
-  def one_step():
-    with autocast:
-      loss = model(input_ids=ids, pixel_values=pixels, attention_mask=mask, return_loss=True).loss
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-  return one_step, torch.get_num_threads()
+  ids = torch.tensor(batch["input_ids"], dtype=torch.long, device=device)
+  mask = torch.tensor(batch["attention_mask"], dtype=torch.long, device=device)
+  pixels = torch.tensor(batch["pixel_values"].transpose(0, 3, 1, 2), device=device)
+  loss = lambda: model(input_ids=ids, pixel_values=pixels, attention_mask=mask, return_loss=True).loss
+  one, memory = common.torch_train_step(loss, model, optimizer, device, dtype)
+  return one, memory, device
 
 
 def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", reference: bool = True,
@@ -97,13 +90,13 @@ def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", 
   ours, flops, memory = common.jax_train_step(make_task(module), batch, devices=jax.devices())
   steps_to_time = [ours]
   if reference:
-    theirs, threads = _reference_step(module, batch, dtype)
+    theirs, their_memory, device = _reference_step(module, batch, dtype)
     steps_to_time.append(theirs)
   times = common.time_in_turns(steps, *steps_to_time)
   results = [common.summarize("jaxlab CLIP (Flax, jit)", times[0], batch_size, flops, peak, memory)]
   if reference:
-    results.append(common.summarize("transformers CLIPModel (PyTorch)", times[1], batch_size, flops, peak,
-                                    note=f"eager, {threads} threads; MFU from our step's FLOP count"))
+    results.append(common.summarize(f"transformers CLIPModel ({device})", times[1], batch_size, flops, peak,
+                                    their_memory(), note="eager; MFU from our step's FLOP count"))
   setup = {"model": f"CLIP {config}: text {size['text'].num_hidden_layers}x{size['text'].hidden_size}, "
                     f"vision {size['vision'].num_hidden_layers}x{size['vision'].hidden_size} "
                     f"patch {size['vision'].patch_size} at {size['vision'].image_size}px",

@@ -169,3 +169,31 @@ def time_in_turns(steps: int, *fns) -> list[list[float]]:
 def torch_threads() -> int:
   import os
   return len(os.sched_getaffinity(0))
+
+
+def torch_device() -> str:
+  """The PyTorch reference's device (CUDA when present), with one thread per core this process may use."""
+  import torch
+  torch.set_num_threads(torch_threads())
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_train_step(loss_fn, model, optimizer, device: str, dtype: str, clip_norm: float | None = None):
+  """A PyTorch reference step (zero grads, `loss_fn()` under bf16 autocast when asked, backward, optional
+  gradient clipping, optimizer step) as one blocking call, and a function giving its peak device memory."""
+  import torch
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+  def one():
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+      loss = loss_fn()
+    loss.backward()
+    if clip_norm is not None:
+      torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  memory = lambda: torch.cuda.max_memory_allocated() if device == "cuda" else None
+  return one, memory

@@ -113,24 +113,12 @@ def _task(module: stin.STIN, batch: dict) -> training.Task:
 def _torch_step(c: stin.STINConfig, batch: dict, dtype: str):
   """The PyTorch STIN's train step as one blocking call, a function giving its peak memory, and the device."""
   import torch
-  torch.set_num_threads(common.torch_threads())
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = common.torch_device()
   model = torch_stin(c).to(device).train()
   opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
   boxes, categories, labels = (torch.from_numpy(batch[k]).to(device) for k in ("boxes", "categories", "label"))
-  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-
-  def one():
-    opt.zero_grad(set_to_none=True)
-    with autocast:
-      loss = torch.nn.functional.cross_entropy(model(boxes, categories).float(), labels.long())
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-    opt.step()
-    if device == "cuda":
-      torch.cuda.synchronize()
-
-  memory = lambda: torch.cuda.max_memory_allocated() if device == "cuda" else None
+  loss = lambda: torch.nn.functional.cross_entropy(model(boxes, categories).float(), labels.long())
+  one, memory = common.torch_train_step(loss, model, opt, device, dtype, clip_norm=5.0)
   return one, memory, device
 
 

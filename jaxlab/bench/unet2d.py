@@ -47,26 +47,14 @@ def _reference_step(c: unet2d.UNet2DConfig, batch: dict, dtype: str):
   import torch
   from diffusers import UNet2DConditionModel
 
-  torch.set_num_threads(common.torch_threads())
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = common.torch_device()
   model = UNet2DConditionModel(**_reference_config(c)).to(device).train()
   opt = torch.optim.Adam(model.parameters(), lr=1e-5)
   nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(device)
   x_t, noise = nchw(batch["x_t"]), nchw(batch["noise"])
   t, text = torch.from_numpy(batch["t"]).long().to(device), torch.from_numpy(batch["text"]).to(device)
-  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-
-  def one():
-    opt.zero_grad(set_to_none=True)
-    with autocast:
-      prediction = model(x_t, t, text).sample
-    loss = torch.nn.functional.mse_loss(prediction.float(), noise)
-    loss.backward()
-    opt.step()
-    if device == "cuda":
-      torch.cuda.synchronize()
-
-  memory = lambda: torch.cuda.max_memory_allocated() if device == "cuda" else None
+  loss = lambda: torch.nn.functional.mse_loss(model(x_t, t, text).sample.float(), noise)
+  one, memory = common.torch_train_step(loss, model, opt, device, dtype)
   return one, memory, device
 
 

@@ -41,8 +41,7 @@ def _torch_step(c: video_vit.VideoViTConfig, video: np.ndarray, labels: np.ndarr
   import torch
   from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-  torch.set_num_threads(common.torch_threads())
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = common.torch_device()
   config = VideoMAEConfig(image_size=c.image_size, patch_size=c.patch_size, num_frames=c.num_frames,
                           tubelet_size=c.tubelet_size, hidden_size=c.hidden_size,
                           num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
@@ -52,18 +51,8 @@ def _torch_step(c: video_vit.VideoViTConfig, video: np.ndarray, labels: np.ndarr
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
   x = torch.from_numpy(video).permute(0, 1, 4, 2, 3).contiguous().to(device)  # [B, T, C, H, W]
   y = torch.from_numpy(labels).long().to(device)
-  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-
-  def one():
-    opt.zero_grad(set_to_none=True)
-    with autocast:
-      loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits.float(), y)
-    loss.backward()
-    opt.step()
-    if device == "cuda":
-      torch.cuda.synchronize()
-
-  memory = (lambda: torch.cuda.max_memory_allocated()) if device == "cuda" else (lambda: None)
+  loss = lambda: torch.nn.functional.cross_entropy(model(pixel_values=x).logits.float(), y)
+  one, memory = common.torch_train_step(loss, model, opt, device, dtype)
   return one, memory, device
 
 

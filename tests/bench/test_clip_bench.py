@@ -20,7 +20,21 @@ def test_both_steps_run_interleaved():
   batch = clip_bench.random_batch(module, 8)
   assert (batch["input_ids"][batch["attention_mask"] == 0] == 127).all()
   ours, flops, _ = common.jax_train_step(clip_bench.make_task(module), batch, devices=jax.devices())
-  theirs, threads = clip_bench._reference_step(module, batch, "float32")
+  theirs, _, device = clip_bench._reference_step(module, batch, "float32")
   times = common.time_in_turns(2, ours, theirs)
-  assert [len(t) for t in times] == [2, 2] and flops > 0 and threads >= 1
+  assert [len(t) for t in times] == [2, 2] and flops > 0 and device in ("cpu", "cuda")
   assert np.all(np.array(times) > 0)
+
+
+def test_torch_train_step_updates_the_reference_model():
+  import torch
+  model = torch.nn.Linear(4, 1)
+  before = model.weight.detach().clone()
+  x = torch.ones(3, 4)
+  one, memory = common.torch_train_step(lambda: model(x).square().mean(), model,
+                                        torch.optim.SGD(model.parameters(), lr=0.1), "cpu", "float32",
+                                        clip_norm=1e-3)
+  one()
+  step = (model.weight.detach() - before).norm().item()
+  assert 0 < step <= 0.1 * 1e-3 + 1e-9  # the gradient was clipped to norm 1e-3 before the SGD step
+  assert memory() is None
