@@ -86,21 +86,12 @@ def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", 
   module = clip.CLIPModel(size["text"], size["vision"], projection_dim=size["projection_dim"],
                           dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   batch = random_batch(module, batch_size)
-  peak, peak_source = common.peak_flops(dtype)
-  ours, flops, memory = common.jax_train_step(make_task(module), batch, devices=jax.devices())
-  steps_to_time = [ours]
-  if reference:
-    theirs, their_memory, device = _reference_step(module, batch, dtype)
-    steps_to_time.append(theirs)
-  times = common.time_in_turns(steps, *steps_to_time)
-  results = [common.summarize("jaxlab CLIP (Flax, jit)", times[0], batch_size, flops, peak, memory)]
-  if reference:
-    results.append(common.summarize(f"transformers CLIPModel ({device})", times[1], batch_size, flops, peak,
-                                    their_memory(), note="eager; MFU from our step's FLOP count"))
   setup = {"model": f"CLIP {config}: text {size['text'].num_hidden_layers}x{size['text'].hidden_size}, "
                     f"vision {size['vision'].num_hidden_layers}x{size['vision'].hidden_size} "
                     f"patch {size['vision'].patch_size} at {size['vision'].image_size}px",
-           "batch": batch_size, "dtype": dtype, "steps timed": f"{steps}, interleaved",
-           "devices": f"{devices} x {jax.devices()[0].device_kind}",
-           "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})"}
-  return common.report(f"CLIP train step ({config}, {dtype})", results, setup)
+           "step": "forward + contrastive loss + backward + AdamW", "devices": devices}
+  return common.side_by_side(
+      f"CLIP train step ({config}, {dtype})", setup, steps=steps, batch_size=batch_size, dtype=dtype,
+      ours=("jaxlab CLIP (Flax, jit)", make_task(module), batch), devices=jax.devices(),
+      reference=("transformers CLIPModel", "eager; MFU from our step's FLOP count",
+                 lambda: _reference_step(module, batch, dtype)) if reference else None)

@@ -149,12 +149,6 @@ def jax_train_step(task, local_batch, devices=None):
   return one, compiled_flops(step_fn), compiled_memory_bytes(step_fn)
 
 
-def time_jax_train_step(task, local_batch, steps: int, devices=None):
-  """Times `jax_train_step`. Returns (step times in seconds, XLA FLOPs per step, peak memory bytes)."""
-  one, flops, memory = jax_train_step(task, local_batch, devices)
-  return time_calls(one, steps), flops, memory
-
-
 def time_in_turns(steps: int, *fns) -> list[list[float]]:
   """Warms each call up, then times them in turns, so that load from other processes falls on all alike."""
   for fn in fns:
@@ -164,6 +158,34 @@ def time_in_turns(steps: int, *fns) -> list[list[float]]:
     for fn, out in zip(fns, times):
       out.extend(time_calls(fn, 1, warmup=0))
   return times
+
+
+def side_by_side(title: str, setup: dict, *, steps: int, batch_size: int, dtype: str, ours: tuple,
+                 reference=None, devices=None) -> dict:
+  """Times our compiled train step and, when given, the PyTorch reference in turns, and reports both.
+
+  `ours` is `(name, task, local_batch)`. `reference` is `(name, note, make)`, where `make()` returns the
+  reference step as `(blocking call, peak-memory function, device)`. Both rows share our step's FLOP count.
+  """
+  name, task, batch = ours
+  step, flops, memory = jax_train_step(task, batch, devices)
+  calls = [step]
+  if reference is not None:
+    their_name, note, make = reference
+    theirs, their_memory, device = make()
+    calls.append(theirs)
+  times = time_in_turns(steps, *calls)
+  # The CPU peak is measured after the timing: on a CPU, the threads of that large XLA matmul slow PyTorch's
+  # later steps down several-fold.
+  peak, peak_source = peak_flops(dtype)
+  results = [summarize(name, times[0], batch_size, flops, peak, memory)]
+  if reference is not None:
+    results.append(summarize(f"{their_name} ({device})", times[1], batch_size, flops, peak, their_memory(),
+                             note=note))
+  setup = {**setup, "batch": batch_size, "dtype": dtype, "device": jax.devices()[0].device_kind,
+           "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
+           "timing": f"median of {steps} steps each, taken in turns after one warm-up step"}
+  return report(title, results, setup)
 
 
 def torch_threads() -> int:

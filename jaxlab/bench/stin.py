@@ -128,23 +128,11 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
   batch_size = batch_size or size["batch_size"]
   module = stin.STIN(c, dtype=jnp.dtype(dtype))
   batch = random_batch(c, batch_size)
-  ours, flops, memory = common.jax_train_step(_task(module, batch), batch)
-  calls = [ours]
-  if reference:
-    theirs, their_memory, device = _torch_step(c, batch, dtype)
-    calls.append(theirs)
-  times = common.time_in_turns(steps, *calls)
-  # The CPU peak is measured after the timing: on a CPU, the threads of that large XLA matmul slow PyTorch's
-  # later steps down several-fold.
-  peak, peak_source = common.peak_flops(dtype)
-  results = [common.summarize("jaxlab STIN (jit)", times[0], batch_size, flops, peak, memory)]
-  if reference:
-    results.append(common.summarize(f"PyTorch STIN, written here ({device})", times[1], batch_size, flops, peak,
-                                    their_memory(), note="no PyTorch package has STIN; same FLOPs assumed as ours"))
   setup = {"model": f"STIN+OIE+NL {config}: d={c.coord_feature_dim}, {c.num_boxes} boxes x {c.num_frames} "
                     f"frames, {c.nonlocal_layers} non-local blocks, {c.num_classes} classes",
-           "batch": batch_size, "dtype": dtype,
-           "step": "forward + backward + clip + SGD (momentum, weight decay)",
-           "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
-           "timing": f"median of {steps} steps each, taken in turns after one warm-up step"}
-  return common.report("stin train step", results, setup)
+           "step": "forward + backward + clip + SGD (momentum, weight decay)"}
+  return common.side_by_side(
+      "stin train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
+      ours=("jaxlab STIN (jit)", _task(module, batch), batch),
+      reference=("PyTorch STIN, written here", "no PyTorch package has STIN; same FLOPs assumed as ours",
+                 lambda: _torch_step(c, batch, dtype)) if reference else None)

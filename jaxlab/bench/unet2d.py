@@ -68,23 +68,13 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
   batch = {"x_t": rng.normal(size=latents).astype(np.float32), "noise": rng.normal(size=latents).astype(np.float32),
            "t": rng.integers(0, 1000, size=batch_size).astype(np.int32),
            "text": rng.normal(size=(batch_size, TEXT_LENGTH, c.cross_attention_dim[0])).astype(np.float32)}
-  peak, peak_source = common.peak_flops(dtype)
-
-  ours, flops, memory = common.jax_train_step(_task(module), batch)
-  calls = [ours]
-  if reference:
-    theirs, their_memory, device = _reference_step(c, batch, dtype)
-    calls.append(theirs)
-  times = common.time_in_turns(steps, *calls)
-  results = [common.summarize("jaxlab UNet2DConditionModel (jit)", times[0], batch_size, flops, peak, memory)]
-  if reference:
-    results.append(common.summarize(f"diffusers UNet2DConditionModel ({device})", times[1], batch_size, flops,
-                                    peak, their_memory(), note="same FLOPs assumed as ours (same model and batch)"))
   params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(
       unet2d.FAMILY.abstract_variables(module)["params"]))
   setup = {"model": f"SD UNet {config}: channels {c.block_out_channels}, {params / 1e6:.1f}M params, "
                     f"{c.sample_size}x{c.sample_size} latents, {TEXT_LENGTH} text tokens",
-           "batch": batch_size, "dtype": dtype, "step": "forward + MSE to noise + backward + Adam",
-           "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
-           "timing": f"median of {steps} steps each, taken in turns after one warm-up step"}
-  return common.report("unet2d train step", results, setup)
+           "step": "forward + MSE to noise + backward + Adam"}
+  return common.side_by_side(
+      "unet2d train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
+      ours=("jaxlab UNet2DConditionModel (jit)", _task(module), batch),
+      reference=("diffusers UNet2DConditionModel", "same FLOPs assumed as ours (same model and batch)",
+                 lambda: _reference_step(c, batch, dtype)) if reference else None)

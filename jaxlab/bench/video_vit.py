@@ -64,21 +64,11 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
   rng = np.random.default_rng(0)
   video = rng.normal(size=(batch_size, c.num_frames, c.image_size, c.image_size, 3)).astype(np.float32)
   labels = rng.integers(0, c.num_labels, size=batch_size).astype(np.int32)
-  peak, peak_source = common.peak_flops(dtype)
-
-  ours, flops, memory = common.jax_train_step(_task(module, batch_size), {"video": video, "label": labels})
-  calls = [ours]
-  if reference:
-    theirs, torch_memory, device = _torch_step(c, video, labels, dtype)
-    calls.append(theirs)
-  times = common.time_in_turns(steps, *calls)
-  results = [common.summarize("jaxlab VideoViTClassifier (jit)", times[0], batch_size, flops, peak, memory)]
-  if reference:
-    results.append(common.summarize(f"transformers VideoMAE ({device})", times[1], batch_size, flops, peak,
-                                    torch_memory(), note="MFU from our step's FLOP count (same model and batch)"))
   setup = {"model": f"VideoMAE {config}: {c.num_hidden_layers} layers, width {c.hidden_size}, "
                     f"{c.num_frames}x{c.image_size}² clips, {c.num_patches} tokens",
-           "batch": batch_size, "dtype": dtype, "step": "forward + backward + AdamW",
-           "device": jax.devices()[0].device_kind, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_source})",
-           "timing": f"median of {steps} steps, the two sides timed in turns after a warm-up step"}
-  return common.report("video_vit train step", results, setup)
+           "step": "forward + backward + AdamW"}
+  return common.side_by_side(
+      "video_vit train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
+      ours=("jaxlab VideoViTClassifier (jit)", _task(module, batch_size), {"video": video, "label": labels}),
+      reference=("transformers VideoMAE", "MFU from our step's FLOP count (same model and batch)",
+                 lambda: _torch_step(c, video, labels, dtype)) if reference else None)
