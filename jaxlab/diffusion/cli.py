@@ -1,7 +1,9 @@
-"""`jaxlab generate`: images from a local diffusers SD folder, one prompt or a prompt CSV.
+"""`jaxlab generate`: images or videos from a local diffusers SD / text-to-video folder, one prompt or a file.
 
   jaxlab generate --pipeline DIR --prompt "a photo of a cat" --seed 0 [--num-images 4] --out DIR
   jaxlab generate --pipeline DIR --prompts prompts.csv --out DIR      # <case_number>_<k>.png per row
+  jaxlab generate --pipeline T2V_DIR --prompt "A clown doing the sks sign." --num-frames 16 --out DIR
+      # a TextToVideoSDPipeline folder (read from model_index.json): <case>_<k>.mp4, .gif and _grid.png
 
 `--unet DIR` swaps in another UNet folder (e.g. an ESD export), `--unet-weights FILE.safetensors` puts a file
 of changed tensors (keyed by diffusers names) over the pipeline's UNet.
@@ -11,14 +13,20 @@ import sys
 
 
 def register(subparsers) -> None:
-  p = subparsers.add_parser("generate", help="text-to-image with a local Stable Diffusion folder (DDIM + CFG)")
+  p = subparsers.add_parser("generate", help="text-to-image or -video with a local diffusers folder (DDIM or "
+                            "DPM-Solver++, CFG)")
   p.add_argument("--pipeline", required=True, help="a local diffusers pipeline folder (model_index.json, unet/, ...)")
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--prompt", help="one prompt")
-  source.add_argument("--prompts", help="a CSV with prompt, evaluation_seed, case_number")
+  source.add_argument("--prompts", help="a CSV with prompt, evaluation_seed, case_number; or a .txt of seed,prompt "
+                      "lines")
   p.add_argument("--seed", type=int, default=0, help="the seed for --prompt")
   p.add_argument("--num-images", type=int, default=1, help="images per prompt")
-  p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+  p.add_argument("--steps", type=int, default=50, help="sampling steps")
+  p.add_argument("--scheduler", choices=["auto", "ddim", "dpmsolver++"], default="auto",
+                 help="auto: the folder's scheduler class (DPM-Solver++ for DPMSolverMultistepScheduler, else DDIM)")
+  p.add_argument("--num-frames", type=int, default=16, help="frames per video (text-to-video folders)")
+  p.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos")
   p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
   p.add_argument("--negative-prompt", default="")
   p.add_argument("--height", type=int, default=None)
@@ -39,18 +47,18 @@ def _generate(args, overrides) -> int:
 
   import jax.numpy as jnp
 
-  from jaxlab.diffusion import finetune, generate, pipeline
-  from jaxlab.models import load_pretrained, unet2d
+  from jaxlab.diffusion import finetune, generate, pipeline, schedules
+  from jaxlab.models import load_pretrained, weights
 
   pipe = pipeline.StableDiffusion.load(args.pipeline, dtype=jnp.dtype(args.dtype))
   if args.unet:
     unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
     pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": unet_params})
   if args.unet_weights:
-    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
+    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, weights.family_of(pipe.unet).layer_lists)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
   if args.prompts:
-    rows = generate.read_prompt_csv(args.prompts)
+    rows = generate.read_prompts(args.prompts)
   else:
     rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
 
@@ -60,7 +68,9 @@ def _generate(args, overrides) -> int:
   paths = generate.generate_rows(
       pipe, rows, args.out, num_images=args.num_images, num_steps=args.steps, guidance_scale=args.guidance,
       noise_source=args.noise, batch_size=args.batch_size, height=args.height, width=args.width,
-      negative_prompt=args.negative_prompt, overwrite=args.overwrite, progress=progress)
+      negative_prompt=args.negative_prompt, overwrite=args.overwrite, progress=progress,
+      scheduler=schedules.scheduler_from_folder(f"{args.pipeline}/scheduler", args.scheduler),
+      num_frames=args.num_frames, fps=args.fps)
   print(file=sys.stderr)
-  print(f"{len(paths)} images in {args.out}")
+  print(f"{len(paths)} {'videos' if pipe.is_video else 'images'} in {args.out}")
   return 0

@@ -1,10 +1,11 @@
-"""Text-to-image with a local diffusers Stable Diffusion folder, in Flax.
+"""Text-to-image and text-to-video with a local diffusers Stable Diffusion folder, in Flax.
 
-The folder is what `StableDiffusionPipeline.save_pretrained` writes: `model_index.json`, `unet/`, `vae/`,
-`text_encoder/` (transformers `CLIPTextModel`), `tokenizer/` (`vocab.json` + `merges.txt`) and `scheduler/`.
-Sampling is DDIM with classifier-free guidance: text encoding, the whole denoising chain and the VAE decode run
-as compiled JAX functions. `write_tiny_random` makes a small random pipeline in the same layout for tests and
-demos.
+The folder is what `StableDiffusionPipeline.save_pretrained` (or `TextToVideoSDPipeline`'s) writes:
+`model_index.json`, `unet/`, `vae/`, `text_encoder/` (transformers `CLIPTextModel`), `tokenizer/` (`vocab.json` +
+`merges.txt`) and `scheduler/`. The UNet's class comes from its config: a `UNet3DConditionModel` makes videos
+(`[N, F, H, W, 3]`; the VAE decodes them frame by frame, a few frames per call). Sampling is DDIM or DPM-Solver++
+with classifier-free guidance: text encoding, the whole denoising chain and the VAE decode run as compiled JAX
+functions. `write_tiny_random` makes a small random pipeline in the same layout for tests and demos.
 """
 
 import dataclasses
@@ -20,9 +21,9 @@ from flax import linen as nn
 
 from jaxlab.data.clip_tokenizer import CLIPTokenizer, vocab_from_merges
 from jaxlab.diffusion import sampler
-from jaxlab.diffusion.schedules import NoiseSchedule
+from jaxlab.diffusion.schedules import DPMSolver, NoiseSchedule
 from jaxlab.errors import UserError
-from jaxlab.models import load_pretrained, save_pretrained
+from jaxlab.models import load_pretrained, save_pretrained, weights
 from jaxlab.models.clip import CLIPTextConfig, CLIPTextModel
 from jaxlab.models.unet2d import UNet2DConditionModel, UNet2DConfig
 from jaxlab.models.vae import AutoencoderKL, VAEConfig
@@ -42,8 +43,9 @@ def check_pipeline_folder(folder) -> Path:
 
 
 def latent_noise(seed: int, shape: tuple[int, ...], source: str = "jax") -> np.ndarray:
-  """Initial latents `[N, h, w, C]` for one seed. `source='torch'` draws them as the papers' eval scripts do
-  (`torch.randn((N, C, h, w), generator=torch.manual_seed(seed))`), so images can be compared one to one."""
+  """Initial latents `[N, h, w, C]` (or `[N, F, h, w, C]`) for one seed. `source='torch'` draws them as the
+  papers' scripts and diffusers' pipelines do (`torch.randn((N, C, h, w)` or `(N, C, F, h, w),
+  generator=torch.manual_seed(seed))`), so images and videos can be compared one to one."""
   if source == "jax":
     return np.asarray(jax.random.normal(jax.random.key(seed), shape, jnp.float32))
   if source == "torch":
@@ -51,20 +53,22 @@ def latent_noise(seed: int, shape: tuple[int, ...], source: str = "jax") -> np.n
       import torch
     except ImportError:
       raise UserError("--noise torch needs PyTorch (pip install -e '.[test]')") from None
-    n, h, w, c = shape
-    return torch.randn((n, c, h, w), generator=torch.Generator().manual_seed(seed)).numpy().transpose(0, 2, 3, 1)
+    channels_first = (shape[0], shape[-1], *shape[1:-1])
+    return np.moveaxis(torch.randn(channels_first, generator=torch.Generator().manual_seed(seed)).numpy(), 1, -1)
   raise UserError(f"noise source {source!r}: use jax or torch")
 
 
 @dataclasses.dataclass(eq=False)  # hashed by identity: the compiled functions take it as a static argument
 class StableDiffusion:
-  """The modules and params of an SD pipeline; `params` is `{'unet', 'vae', 'text_encoder'}`."""
+  """The modules and params of an SD (or text-to-video SD) pipeline; `params` is `{'unet', 'vae', 'text_encoder'}`.
+  `decode_chunk` bounds how many frames the VAE decodes at once."""
   unet: UNet2DConditionModel
   vae: AutoencoderKL
   text_encoder: CLIPTextModel
   tokenizer: CLIPTokenizer
   schedule: NoiseSchedule
   params: dict[str, Any]
+  decode_chunk: int = 8
 
   @classmethod
   def load(cls, folder, dtype=jnp.float32) -> "StableDiffusion":
@@ -88,12 +92,20 @@ class StableDiffusion:
   def default_size(self) -> int:
     return self.unet.config.sample_size * self.vae_scale_factor
 
-  def latent_shape(self, n: int, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+  @property
+  def is_video(self) -> bool:
+    """Whether the UNet denoises videos (`[B, F, h, w, C]` latents)."""
+    return weights.family_of(self.unet).dummy_inputs(self.unet)[0].ndim == 5
+
+  def latent_shape(self, n: int, height: int | None = None, width: int | None = None,
+                   num_frames: int = 16) -> tuple[int, ...]:
+    """`[n, h, w, C]`, or `[n, num_frames, h, w, C]` for a video UNet."""
     height, width = height or self.default_size, width or self.default_size
     f = self.vae_scale_factor
     if height % f or width % f:
       raise UserError(f"height and width must be multiples of {f}, got {height}x{width}")
-    return (n, height // f, width // f, self.unet.config.in_channels)
+    frames = (num_frames,) if self.is_video else ()
+    return (n, *frames, height // f, width // f, self.unet.config.in_channels)
 
   def encode_text(self, prompts: list[str]) -> jax.Array:
     """The text encoder's last hidden states `[N, 77, D]` for the prompts (padded to the full context)."""
@@ -101,18 +113,32 @@ class StableDiffusion:
     return _encode(self, self.params["text_encoder"], jnp.asarray(ids))
 
   def generate(self, prompts: list[str], noise: np.ndarray, num_steps: int = 50, guidance_scale: float = 7.5,
-               negative_prompt: str = "", unet_params=None) -> np.ndarray:
-    """uint8 images `[N, H, W, 3]`: DDIM with CFG from the initial latents `noise` (`[N, h, w, C]`, one row per
-    prompt). `unet_params` replaces the pipeline's UNet weights (e.g. an erased model)."""
+               negative_prompt: str = "", unet_params=None,
+               scheduler: NoiseSchedule | DPMSolver | None = None) -> np.ndarray:
+    """uint8 images `[N, H, W, 3]` (videos `[N, F, H, W, 3]`): sampling with CFG from the initial latents `noise`
+    (`latent_shape`, one row per prompt), by DDIM on the pipeline's schedule unless `scheduler` says otherwise.
+    `unet_params` replaces the pipeline's UNet weights (e.g. an erased model)."""
     if len(prompts) != noise.shape[0]:
       raise ValueError(f"{len(prompts)} prompts for {noise.shape[0]} initial latents")
     cond = self.encode_text(prompts)
     uncond = jnp.broadcast_to(self.encode_text([negative_prompt]), cond.shape)
-    timesteps = self.schedule.timesteps(num_steps)
+    chain = (scheduler or self.schedule).chain(num_steps)
     unet_params = self.params["unet"] if unet_params is None else unet_params
-    images = _denoise_and_decode(self, unet_params, self.params["vae"], cond, uncond, jnp.asarray(noise),
-                                 jnp.asarray(timesteps), float(guidance_scale))
+    images = _denoise_and_decode(self, unet_params, self.params["vae"], cond, uncond, jnp.asarray(noise), chain,
+                                 float(guidance_scale))
     return np.asarray(jnp.round(images * 255)).astype(np.uint8)
+
+  def decode(self, vae_params, latents):
+    """Pixels in [0, 1] of latents `[..., h, w, C]`, `decode_chunk` frames per VAE call (bounded memory)."""
+    *lead, h, w, c = latents.shape
+    frames = latents.reshape(-1, h, w, c) / self.vae.config.scaling_factor
+    chunk = min(self.decode_chunk, frames.shape[0])
+    pad = -frames.shape[0] % chunk
+    frames = jnp.concatenate([frames, jnp.zeros((pad, h, w, c), frames.dtype)]).reshape(-1, chunk, h, w, c)
+    decode = lambda z: self.vae.apply({"params": vae_params}, z, method="decode")
+    images = jax.lax.map(decode, frames)
+    images = images.reshape(-1, *images.shape[2:])[:images.shape[0] * chunk - pad]
+    return jnp.clip(images.reshape(*lead, *images.shape[1:]) / 2 + 0.5, 0.0, 1.0)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -121,12 +147,9 @@ def _encode(pipe: StableDiffusion, text_params, ids):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 7))
-def _denoise_and_decode(pipe: StableDiffusion, unet_params, vae_params, cond, uncond, x_T, timesteps,
-                        guidance_scale):
+def _denoise_and_decode(pipe: StableDiffusion, unet_params, vae_params, cond, uncond, x_T, chain, guidance_scale):
   denoise = sampler.guided(pipe.unet, unet_params, cond, uncond, guidance_scale)
-  latents = sampler.ddim_sample(denoise, pipe.schedule, x_T, timesteps)
-  image = pipe.vae.apply({"params": vae_params}, latents / pipe.vae.config.scaling_factor, method="decode")
-  return jnp.clip(image / 2 + 0.5, 0.0, 1.0)
+  return pipe.decode(vae_params, sampler.sample(denoise, chain, x_T))
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -139,8 +162,10 @@ SD_SCHEDULER_CONFIG = {
 
 
 def write_pipeline(folder, unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer: CLIPTokenizer,
-                   scheduler_config: dict = SD_SCHEDULER_CONFIG) -> Path:
-  """A diffusers `StableDiffusionPipeline` folder (no safety checker) from our modules and params."""
+                   scheduler_config: dict = SD_SCHEDULER_CONFIG, pipeline_class: str = "StableDiffusionPipeline"
+                   ) -> Path:
+  """A diffusers `StableDiffusionPipeline` folder (no safety checker), or another class's with the same parts
+  (`TextToVideoSDPipeline`), from our modules and params."""
   folder = Path(folder)
   save_pretrained(folder / "unet", unet, unet_params)
   save_pretrained(folder / "vae", vae, vae_params)
@@ -151,12 +176,13 @@ def write_pipeline(folder, unet, unet_params, vae, vae_params, text_encoder, tex
        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, indent=2))
   (folder / "scheduler").mkdir(parents=True, exist_ok=True)
   (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2))
+  safety = {"safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
   (folder / "model_index.json").write_text(json.dumps({
-      "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
-      "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+      "_class_name": pipeline_class, "_diffusers_version": "0.42.1",
+      "unet": ["diffusers", weights.family_of(unet).class_names[0]], "vae": ["diffusers", "AutoencoderKL"],
       "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-      "scheduler": ["diffusers", scheduler_config["_class_name"]], "safety_checker": [None, None],
-      "feature_extractor": [None, None], "requires_safety_checker": False}, indent=2))
+      "scheduler": ["diffusers", scheduler_config["_class_name"]],
+      **(safety if pipeline_class == "StableDiffusionPipeline" else {})}, indent=2))
   return folder
 
 
@@ -177,28 +203,38 @@ def random_params(module: nn.Module, *inputs, seed: int = 0) -> dict:
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def write_tiny_random(folder, seed: int = 0, sample_size: int = 16) -> Path:
-  """A small random SD pipeline in the diffusers layout: 2-level UNet and VAE, a 2-layer CLIP text model, and a
-  near character-level tokenizer (CLIP's byte symbols and four merges). `sample_size` is the latent size; images
-  are twice that."""
+def tiny_text_encoder(seed: int = 0) -> tuple[CLIPTokenizer, CLIPTextModel, dict]:
+  """A near character-level tokenizer (CLIP's byte symbols and four merges), 16 tokens of context, and a random
+  2-layer CLIP text model of width 32 for it."""
   merges = [("t", "h"), ("th", "e</w>"), ("a", "n</w>"), ("o", "f</w>")]  # a few, so merges.txt is valid BPE
   tokenizer = CLIPTokenizer(vocab_from_merges(merges), merges, context_length=16)
   text_encoder = CLIPTextModel(CLIPTextConfig(
       vocab_size=len(tokenizer.vocab), hidden_size=32, intermediate_size=64, projection_dim=32, num_hidden_layers=2,
       num_attention_heads=4, max_position_embeddings=tokenizer.context_length, hidden_act="quick_gelu",
       bos_token_id=tokenizer.start_id, eos_token_id=tokenizer.end_id, pad_token_id=tokenizer.pad_id))
+  ids = jnp.zeros((1, tokenizer.context_length), jnp.int32)
+  return tokenizer, text_encoder, random_params(text_encoder, ids, seed=seed)
+
+
+def tiny_vae(image_size: int) -> AutoencoderKL:
+  """A 2-level VAE (latents at half the image size) of widths 32 and 64."""
+  return AutoencoderKL(VAEConfig(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                                 up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8,
+                                 sample_size=image_size))
+
+
+def write_tiny_random(folder, seed: int = 0, sample_size: int = 16) -> Path:
+  """A small random SD pipeline in the diffusers layout: 2-level UNet and VAE and the `tiny_text_encoder`.
+  `sample_size` is the latent size; images are twice that."""
+  tokenizer, text_encoder, text_params = tiny_text_encoder(seed + 2)
   unet = UNet2DConditionModel(UNet2DConfig(
       sample_size=sample_size, block_out_channels=(32, 64), layers_per_block=(1, 1), norm_num_groups=8,
       down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
       cross_attention_dim=(32, 32), attention_head_dim=(4, 4), transformer_layers_per_block=(1, 1),
       only_cross_attention=(False, False)))
-  vae = AutoencoderKL(VAEConfig(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                                up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8,
-                                sample_size=2 * sample_size))
-  ids = jnp.zeros((1, tokenizer.context_length), jnp.int32)
+  vae = tiny_vae(2 * sample_size)
   return write_pipeline(
       folder, unet,
       random_params(unet, jnp.zeros((1, sample_size, sample_size, 4)), jnp.zeros((1,)), jnp.zeros((1, 1, 32)),
                     seed=seed),
-      vae, random_params(vae, jnp.zeros((1, 4, 4, 3)), seed=seed + 1),
-      text_encoder, random_params(text_encoder, ids, seed=seed + 2), tokenizer)
+      vae, random_params(vae, jnp.zeros((1, 4, 4, 3)), seed=seed + 1), text_encoder, text_params, tokenizer)

@@ -21,44 +21,13 @@ from jaxlab.data import airletters, pipeline
 from jaxlab.data import video as video_lib
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
-from jaxlab.models import cnn3d, video_vit, weights
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
+from jaxlab.models import video_classifiers, video_vit, weights
 
 # --------------------------------------------------------------------------------------------- model
 
 def make_model(config) -> nn.Module:
-  dtype = jnp.dtype(config.dtype)
-  m = config.model
-  if config.model_name == "video_vit":
-    if config.pretrained:
-      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype)
-      if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
-        raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
-                        f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")
-      vit_config = video_vit.VideoViTConfig(**{**module.config.__dict__, "num_labels": len(airletters.LABELS),
-                                               "hidden_dropout_prob": m.get("hidden_dropout_prob", 0.0)})
-    else:
-      vit_config = video_vit.VideoViTConfig(
-          image_size=config.image_size, num_frames=config.num_frames, num_labels=len(airletters.LABELS),
-          patch_size=m.patch_size, tubelet_size=m.tubelet_size, hidden_size=m.hidden_size,
-          num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
-          intermediate_size=m.intermediate_size, hidden_dropout_prob=m.get("hidden_dropout_prob", 0.0))
-    return video_vit.VideoViTClassifier(vit_config, dtype=dtype, remat_policy=config.remat_policy or None)
-  if config.model_name == "resnext3d":
-    return cnn3d.ResNeXt3D(
-        cnn3d.ResNeXt3DConfig(layers=tuple(m.layers), widths=tuple(m.widths), cardinality=m.cardinality,
-                              stem_width=m.stem_width, num_labels=len(airletters.LABELS), dropout=m.dropout),
-        dtype=dtype, remat_policy=config.remat_policy or None)
-  raise UserError(f"model_name must be 'video_vit' or 'resnext3d', not {config.model_name!r}")
+  return video_classifiers.make(config, len(airletters.LABELS))
 
-
-def normalise(video_uint8):
-  """uint8 frames -> ImageNet-normalised floats, done on device so the host ships 4x fewer bytes."""
-  x = video_uint8.astype(jnp.float32) / 255.0
-  return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -117,10 +86,11 @@ def make_task(config, workdir=None) -> training.Task:
   def loss_fn(params, model_state, frozen, batch, rng):
     variables = {"params": params, **model_state}
     kwargs = dict(train=True, rngs={"dropout": rng})
+    video = video_classifiers.normalise(batch["video"])
     if has_batch_stats:
-      logits, new_state = model.apply(variables, normalise(batch["video"]), mutable=["batch_stats"], **kwargs)
+      logits, new_state = model.apply(variables, video, mutable=["batch_stats"], **kwargs)
     else:
-      logits, new_state = model.apply(variables, normalise(batch["video"]), **kwargs), model_state
+      logits, new_state = model.apply(variables, video, **kwargs), model_state
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), config.label_smoothing)
     loss = optax.softmax_cross_entropy(logits, targets).mean()
     accuracy = (logits.argmax(-1) == batch["label"]).mean()
@@ -158,7 +128,7 @@ def evaluate_split(model, params, model_state, source, config, mesh) -> dict:
 
   @jax.jit
   def predict(params, model_state, video):
-    return model.apply({"params": params, **model_state}, normalise(video), train=False)
+    return model.apply({"params": params, **model_state}, video_classifiers.normalise(video), train=False)
 
   transform = clip_transform(config.num_frames, config.image_size, train=False)
   logits, labels, masks = [], [], []

@@ -1,6 +1,6 @@
 """The one train loop shared by every method."""
 
-from jaxlab.training.checkpoint import Checkpointer
+from jaxlab.training.checkpoint import Checkpointer, restore_for_eval
 from jaxlab.training.config import base_config, load_config, load_saved_config, save_config
 from jaxlab.training.loop import TrainingStopped, load_for_eval, make_train_step, state_layout, train
 from jaxlab.training.metrics import MetricWriter
@@ -8,5 +8,6 @@ from jaxlab.training.task import Task
 
 __all__ = [
     "Checkpointer", "MetricWriter", "Task", "TrainingStopped", "base_config", "load_config",
-    "load_saved_config", "save_config", "load_for_eval", "make_train_step", "state_layout", "train",
+    "load_saved_config", "save_config", "load_for_eval", "make_train_step", "restore_for_eval", "state_layout",
+    "train",
 ]

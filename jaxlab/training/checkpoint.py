@@ -42,6 +42,14 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+  def restore_subtree(self, step: int, abstract):
+    """The parts of a saved state that `abstract` names (e.g. `{'params': ..., 'step': ...}`), onto its shardings;
+    the rest (the optimiser moments) is not read. Needs a Checkpointer that has not saved (orbax binds one
+    handler per item)."""
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]
+
   def reached_preemption(self, step: int) -> bool:
     """True on every host once the cluster's preemption notice (multi-host TPU/GPU) reaches `step`."""
     return jax.process_count() > 1 and self._manager.reached_preemption(step)
@@ -51,3 +59,22 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def restore_for_eval(workdir, abstract, step: int | None = None):
+  """(the parts of a checkpoint in `workdir` that `abstract` names, its step), from the latest checkpoint (or
+  `step`'s), or None when there is none. Leaves of `abstract` without a sharding are replicated over all devices;
+  no task, optimiser or data is needed (big_vision-style restore from a tree of shapes)."""
+  from jaxlab import parallel
+
+  replicated = parallel.replicated(parallel.make_mesh())
+  abstract = jax.tree.map(lambda x: x if getattr(x, "sharding", None) is not None else
+                          jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  checkpointer = Checkpointer(Path(workdir) / "checkpoints", asynchronous=False)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+      return None
+    return checkpointer.restore_subtree(step, abstract), step
+  finally:
+    checkpointer.close()

@@ -1,0 +1,540 @@
+"""Motion customisation of a text-to-video model (Materzynska et al., arXiv 2312.04966).
+
+A few clips of one motion, captioned with a rare word (`sks`: "A person doing the sks sign."), fine-tune part of a
+ModelScope / ZeroScope 3D UNet with the plain diffusion loss: the temporal attention and temporal convolutions
+and the key / value projections of the spatial cross-attention (`trainable_modules`, rules on diffusers names).
+The rest of the UNet, the VAE and the text encoder stay frozen, and the frozen UNet is one tree that is never
+copied. Regularisation clips of related motions keep the model's prior (video prior preservation): a batch holds
+[instance, regularisation] clips, each with its own noise and timestep, and
+
+  loss = mse(eps_theta(x_t, c, t), eps) + lambda * mse(eps_theta(x'_t', c', t'), eps')          (lambda = 0.5)
+
+with timesteps drawn from p(t) ~ 1 - 0.5 cos(pi t / T) (`high-level`: the noisy steps, where motion and coarse
+structure are decided), or `low-level` (+cos), or `uniform`.
+
+Both frozen encoders run once: the VAE's mean and standard deviation of every frame (at the target fps) are
+cached in WORKDIR/cache, the captions' text embeddings kept on device; each step takes a random window of
+`num_frames` latents of each clip, draws z from the VAE's Gaussian and scales it by the VAE's scaling factor.
+The optional ablation `learned_token_init` trains the token's input embedding too, initialised from a word's.
+
+`jaxlab eval motion` generates videos for prompts in the original's `seed,prompt` format from the tuned and the
+base model with the same initial noise, and reports CLIP text alignment (the mean over frames of the cosine
+between each frame and its prompt) and motion accuracy: the share of clips that a video classifier (an
+airletters-style workdir) labels as the taught motion.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from flax import traverse_util
+from jax.sharding import PartitionSpec
+from safetensors.numpy import save_file
+
+from jaxlab import training
+from jaxlab.data import captioned_clips
+from jaxlab.data import video as video_lib
+from jaxlab.diffusion import finetune, generate, schedules, scoring
+from jaxlab.diffusion.pipeline import StableDiffusion
+from jaxlab.errors import UserError
+from jaxlab.methods import DemoSection
+from jaxlab.models import save_pretrained, weights
+
+# Trained parameters by diffusers names, as the original's `trainable_modules`. `temporal` is every temporal
+# transformer (`transformer_in` and the blocks' `temp_attentions`), `temp_convs` every temporal convolution, and
+# `cross` the key and value projections of the spatial transformers' cross-attention.
+TRAINABLE_MODULES = {
+    "temporal": lambda n: ".temp_attentions." in n or n.startswith("transformer_in."),
+    "temp_convs": lambda n: ".temp_convs." in n,
+    "cross": lambda n: ".attentions." in n and (".attn2.to_k." in n or ".attn2.to_v." in n),
+    "all": lambda n: True,
+}
+TIMESTEP_SAMPLING = ("high-level", "low-level", "uniform")
+TINY_RANDOM = "tiny-random"
+SYNTHETIC = "synthetic"
+
+
+def trainable_rule(modules) -> callable:
+  unknown = [m for m in modules if m not in TRAINABLE_MODULES]
+  if unknown or not modules:
+    raise UserError(f"trainable_modules {list(modules)}: use some of {', '.join(TRAINABLE_MODULES)}")
+  return lambda name: any(TRAINABLE_MODULES[m](name) for m in modules)
+
+
+def timestep_probabilities(sampling: str, num_train_timesteps: int, a: float = 0.5) -> np.ndarray:
+  """p(t) over t = 0 .. T-1: `high-level` ~ 1 - a cos(pi t / T) (3:1 from t = T to t = 0), `low-level` ~
+  1 + a cos(pi t / T), `uniform`."""
+  t = np.arange(num_train_timesteps) / num_train_timesteps
+  weights_by_sampling = {"high-level": 1 - a * np.cos(np.pi * t), "low-level": 1 + a * np.cos(np.pi * t),
+                         "uniform": np.ones_like(t)}
+  if sampling not in weights_by_sampling:
+    raise UserError(f"timestep_sampling {sampling!r}: use one of {', '.join(TIMESTEP_SAMPLING)}")
+  w = weights_by_sampling[sampling]
+  return (w / w.sum()).astype(np.float32)
+
+
+def prior_preservation_loss(prediction, target, num_instance: int, prior_lambda: float):
+  """(mse over the first `num_instance` examples + prior_lambda * mse over the rest, the two mses), each mean-
+  reduced over all its elements in float32."""
+  error = (prediction.astype(jnp.float32) - target.astype(jnp.float32)) ** 2
+  instance = jnp.mean(error[:num_instance])
+  if num_instance == error.shape[0]:
+    return instance, {"instance_mse": instance}
+  prior = jnp.mean(error[num_instance:])
+  return instance + prior_lambda * prior, {"instance_mse": instance, "prior_mse": prior}
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+@dataclasses.dataclass
+class ClipLatents:
+  """One clip folder after the frozen VAE: per clip, the VAE's mean and std of every frame (at the target fps,
+  `[T, h, w, 2C]`) and the ids of its captions in the setup's caption table."""
+  names: list[str]
+  moments: list[np.ndarray]
+  captions: list[np.ndarray]
+
+  def window(self, index: int, num_frames: int, scaling_factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Scaled latents `[num_frames, h, w, C]` of clip `index`: a random window, z drawn from the Gaussian."""
+    moments = self.moments[index][captioned_clips.window(len(self.moments[index]), num_frames, rng)]
+    mean, std = np.split(moments, 2, axis=-1)
+    return ((mean + std * rng.standard_normal(mean.shape, np.float32)) * scaling_factor).astype(np.float32)
+
+
+def _fingerprint(config, folder: captioned_clips.ClipFolder, vae_folder: Path) -> str:
+  """What the cached latents depend on: the clip files, the frame sampling and the VAE's weights."""
+  files = [(c.path.name, c.path.stat().st_size, c.path.stat().st_mtime_ns) for c in folder.clips]
+  vae = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(vae_folder.glob("*.safetensors"))]
+  key = json.dumps([str(folder.folder.resolve()), files, vae, config.fps, config.resolution])
+  return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def vae_moments(pipe: StableDiffusion, frames: np.ndarray, batch: int) -> np.ndarray:
+  """`[T, h, w, 2C]` float32: the VAE's mean and std of each uint8 frame, `batch` frames per call."""
+  pad = -len(frames) % batch
+  padded = np.concatenate([frames, np.zeros((pad,) + frames.shape[1:], frames.dtype)])
+  out = [np.asarray(_moments(pipe, pipe.params["vae"], jnp.asarray(padded[i:i + batch])))
+         for i in range(0, len(padded), batch)]
+  return np.concatenate(out)[:len(frames)]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _moments(pipe: StableDiffusion, vae_params, frames):
+  mean, logvar = pipe.vae.apply({"params": vae_params}, frames.astype(jnp.float32) / 127.5 - 1.0, method="encode")
+  return jnp.concatenate([mean, jnp.exp(0.5 * logvar)], axis=-1)
+
+
+def encode_folder(config, pipe: StableDiffusion, folder: captioned_clips.ClipFolder, vae_folder: Path,
+                  caption_ids: dict[str, int], cache_dir: Path) -> ClipLatents:
+  """The folder's clips through the VAE (cached in `cache_dir`); undecodable clips join the folder's problems,
+  which are then reported (or raised, with `on_bad_clip='fail'`)."""
+  cache = cache_dir / f"{folder.folder.name}-{_fingerprint(config, folder, vae_folder)}.npz"
+  if cache.is_file():
+    with np.load(cache) as stored:
+      names = [str(n) for n in stored["names"]]
+      moments = [stored[f"moments_{i}"] for i in range(len(names))]
+      folder.problems.update(json.loads(str(stored["problems"])))
+  else:
+    names, moments, decode_problems = [], [], {}
+    for clip in folder.clips:
+      try:
+        frames = captioned_clips.load_frames(clip.path, config.fps, config.resolution)
+      except video_lib.VideoDecodeError as e:
+        decode_problems[clip.path.name] = f"does not decode ({e})"
+        continue
+      names.append(clip.path.name)
+      moments.append(vae_moments(pipe, frames, config.vae_batch))
+    folder.problems.update(decode_problems)
+    if jax.process_index() == 0:
+      cache_dir.mkdir(parents=True, exist_ok=True)
+      tmp = cache.with_suffix(".tmp.npz")
+      np.savez(tmp, names=np.array(names), problems=np.array(json.dumps(decode_problems)),
+               **{f"moments_{i}": m for i, m in enumerate(moments)})
+      tmp.replace(cache)
+  folder.report(config.on_bad_clip)
+  if not names:
+    raise UserError(f"{folder.folder}: no usable clips (see the list above)")
+  by_name = {c.path.name: c for c in folder.clips}
+  captions = [np.array([caption_ids[c] for c in by_name[n].captions], np.int32) for n in names]
+  return ClipLatents(names, moments, captions)
+
+
+def with_token(text_params, token_id: int, embedding):
+  """The text encoder's params with row `token_id` of its token embedding table replaced (traceable)."""
+  flat = traverse_util.flatten_dict(text_params)
+  path = next(p for p in flat if p[-2:] == ("token_embedding", "embedding"))
+  flat[path] = flat[path].at[token_id].set(embedding.astype(flat[path].dtype))
+  return traverse_util.unflatten_dict(flat)
+
+
+# ------------------------------------------------------------------------------------------------ setup
+
+@dataclasses.dataclass(eq=False)
+class Setup:
+  """The pipeline, the parameter split, the caption table and (for training) the clips' latents."""
+  pipe: StableDiffusion
+  layer_lists: frozenset
+  selected: frozenset
+  captions: list[str]
+  ids: np.ndarray                   # [K, L] token ids of the captions
+  text: jax.Array                   # [K, L, D] the frozen text encoder's states of the captions
+  instance: ClipLatents | None = None
+  reg: ClipLatents | None = None
+  token_id: int | None = None       # the learned token's id (`learned_token_init`), else None
+
+  @property
+  def unet(self):
+    return self.pipe.unet
+
+  @property
+  def original(self):
+    return self.pipe.params["unet"]
+
+
+def clip_folders(config, workdir) -> tuple[Path, Path | None]:
+  """(instance folder, regularisation folder or None); `synthetic` writes the tiny config's clips under the
+  workdir: blobs tracing circles ("... {token} ...") and, for regularisation, moving up and down."""
+  from jaxlab.data import motion_synth
+  if config.videos == SYNTHETIC:
+    root = Path(workdir) / SYNTHETIC
+    if not (root / "done").is_file():
+      s = config.synthetic
+      motion_synth.write_clip_folder(root / "instance", "circle", s.num_clips, s.caption.format(token=config.token),
+                                     seed=1, size=config.resolution, num_frames=s.num_frames, fps=config.fps)
+      motion_synth.write_clip_folder(root / "reg", "line", s.num_clips, s.reg_caption, seed=2,
+                                     size=config.resolution, num_frames=s.num_frames, fps=config.fps)
+      (root / "done").touch()
+    return root / "instance", (root / "reg" if config.prior_lambda > 0 else None)
+  if not config.videos:
+    raise UserError("set --config.videos to a folder of clips of the motion (captions in clip.txt beside each)")
+  reg = Path(config.reg_videos) if config.reg_videos and config.prior_lambda > 0 else None
+  return Path(config.videos), reg
+
+
+def pipeline_folder(config, workdir) -> Path:
+  """`config.pretrained`, or for `tiny-random` a small pipeline written once under the workdir, its VAE trained
+  on the frames of the clips (so that decoded samples show them)."""
+  if config.pretrained == TINY_RANDOM:
+    from jaxlab.diffusion import tiny_video
+    folder = Path(workdir) / TINY_RANDOM
+    if not (folder / "model_index.json").is_file():
+      videos, reg = clip_folders(config, workdir)
+      paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
+      frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths])
+      tiny_video.write(folder, frames, dict(config.tiny_pipeline))
+    return folder
+  if not config.pretrained:
+    raise UserError("set --config.pretrained to a local text-to-video diffusers folder (e.g. zeroscope_v2_576w)")
+  return Path(config.pretrained)
+
+
+def _caption(text: str, token: str) -> str:
+  return text.replace("{token}", token)
+
+
+def make_setup(config, workdir, with_data: bool = True) -> Setup:
+  """The pipeline and parameter split of a config; `with_data` also reads and encodes the clips."""
+  if config.timestep_sampling not in TIMESTEP_SAMPLING:
+    raise UserError(f"timestep_sampling {config.timestep_sampling!r}: use one of {', '.join(TIMESTEP_SAMPLING)}")
+  if config.on_bad_clip not in captioned_clips.ON_BAD:
+    raise UserError(f"on_bad_clip {config.on_bad_clip!r}: use one of {', '.join(captioned_clips.ON_BAD)}")
+  folder = pipeline_folder(config, workdir)
+  pipe = StableDiffusion.load(folder, dtype=jnp.dtype(config.dtype))
+  if not pipe.is_video:
+    raise UserError(f"{folder}/unet is a {type(pipe.unet).__name__}; motion customisation needs a text-to-video "
+                    "pipeline (UNet3DConditionModel)")
+  if config.remat_policy:
+    pipe = dataclasses.replace(pipe, unet=pipe.unet.clone(remat_policy=config.remat_policy))
+  layer_lists = weights.family_of(pipe.unet).layer_lists
+  selected = finetune.select(pipe.params["unet"], trainable_rule(config.trainable_modules), layer_lists)
+  token_id = learned_token_id(config, pipe) if config.learned_token_init else None
+  instance = reg = None
+  captions = []
+  if with_data:
+    videos, reg_videos = clip_folders(config, workdir)
+    folders = [captioned_clips.read_folder(videos, _caption(config.fallback_prompt, config.token))]
+    if reg_videos is not None:
+      folders.append(captioned_clips.read_folder(reg_videos, captions_from_names=True))
+    for clip in folders[0].clips:
+      if config.token not in clip.captions[0].split():
+        folders[0].problems[clip.path.name] = f"caption {clip.captions[0]!r} lacks the motion token {config.token!r}"
+    folders[0].clips = [c for c in folders[0].clips if c.path.name not in folders[0].problems]
+    captions = sorted({c for f in folders for clip in f.clips for c in clip.captions})
+    ids = {c: i for i, c in enumerate(captions)}
+    cache = Path(workdir) / "cache"
+    encoded = [encode_folder(config, pipe, f, folder / "vae", ids, cache) for f in folders]
+    instance, reg = encoded[0], (encoded[1] if len(encoded) > 1 else None)
+  token_ids = pipe.tokenizer(captions or [""])["input_ids"]
+  text = pipe.encode_text(captions or [""])
+  return Setup(pipe, layer_lists, selected, captions, np.asarray(token_ids), text, instance, reg, token_id)
+
+
+def learned_token_id(config, pipe: StableDiffusion) -> int:
+  ids = pipe.tokenizer.encode(config.token)
+  if len(ids) != 1:
+    raise UserError(f"the learned-token ablation needs a token that is one id in the tokenizer; {config.token!r} "
+                    f"is {len(ids)}; choose another --config.token")
+  return ids[0]
+
+
+def initial_token_embedding(config, setup: Setup) -> np.ndarray:
+  """The mean input embedding of `learned_token_init`'s tokens."""
+  ids = setup.pipe.tokenizer.encode(config.learned_token_init)
+  flat = traverse_util.flatten_dict(setup.pipe.params["text_encoder"])
+  table = next(v for p, v in flat.items() if p[-2:] == ("token_embedding", "embedding"))
+  return np.asarray(table)[ids].mean(0)
+
+
+# ------------------------------------------------------------------------------------------- the step
+
+def dummy_inputs(setup: Setup):
+  c = setup.unet.config
+  return (jnp.zeros((1, 2, 8, 8, c.in_channels)), jnp.zeros((1,), jnp.int32),
+          jnp.zeros((1,) + setup.text.shape[1:], setup.text.dtype))
+
+
+def param_layout(setup: Setup):
+  """(logical specs of the whole UNet, zeros of the trainable subset with their logical names)."""
+  boxed = jax.eval_shape(setup.unet.init, jax.random.key(0), *dummy_inputs(setup))["params"]
+  boxed_trainable, _ = finetune.split(boxed, setup.selected)
+  zeros = lambda: jax.tree.map(lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)),
+                               boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+  return nn.get_partition_spec(boxed), zeros
+
+
+def optimizer(config):
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip) if config.grad_clip else optax.identity(),
+                     optax.adamw(config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps,
+                                 weight_decay=config.weight_decay))
+
+
+def text_states(setup: Setup, params, frozen, caption_ids):
+  """The text encoder's states of the captions `caption_ids`: the stored ones, or with the learned token put
+  into the embedding table, recomputed."""
+  if setup.token_id is None:
+    return frozen["text"][caption_ids]
+  text_params = with_token(frozen["text_encoder"], setup.token_id, params["token"])
+  return setup.pipe.text_encoder.apply({"params": text_params}, frozen["ids"][caption_ids]).last_hidden_state
+
+
+def diffusion_loss(config, setup: Setup, params, frozen, latents, caption_ids, num_instance: int, rng):
+  """The prior-preservation loss on `latents` `[N, F, h, w, C]` (instance clips first), with noise and
+  timesteps drawn per clip from `rng`."""
+  schedule = setup.pipe.schedule
+  noise_rng, t_rng = jax.random.split(rng)
+  noise = jax.random.normal(noise_rng, latents.shape, jnp.float32)
+  p = timestep_probabilities(config.timestep_sampling, schedule.num_train_timesteps)
+  t = jax.random.choice(t_rng, schedule.num_train_timesteps, (latents.shape[0],), p=jnp.asarray(p))
+  target = schedule.velocity(latents, noise, t) if schedule.prediction_type == "v_prediction" else noise
+  unet_params = finetune.merge(params["unet"], frozen["unet"])
+  context = text_states(setup, params, frozen, caption_ids)
+  prediction = setup.unet.apply({"params": unet_params}, schedule.add_noise(latents, noise, t), t, context)
+  return prior_preservation_loss(prediction, target, num_instance, config.prior_lambda)
+
+
+def frozen_tree(setup: Setup):
+  """(the frozen inputs of every step, their logical specs)."""
+  specs, _ = param_layout(setup)
+  frozen, frozen_specs = {"unet": setup.original}, {"unet": specs}
+  if setup.token_id is None:
+    frozen["text"] = setup.text
+  else:
+    frozen["text_encoder"], frozen["ids"] = setup.pipe.params["text_encoder"], jnp.asarray(setup.ids)
+  for key in frozen.keys() - {"unet"}:
+    frozen_specs[key] = jax.tree.map(lambda _: PartitionSpec(), frozen[key])
+  return frozen, frozen_specs
+
+
+def init_fn(config, setup: Setup):
+  _, zeros = param_layout(setup)
+
+  def init_variables(rng):
+    # Zeros in the right shapes and shardings; `Task.pretrained` then puts the base values in.
+    params = {"unet": zeros()}
+    if setup.token_id is not None:
+      params["token"] = jnp.zeros((setup.text.shape[-1],), jnp.float32)
+    return {"params": params}
+
+  return init_variables
+
+
+def initial_params(config, setup: Setup) -> dict:
+  params = {"unet": finetune.split(setup.original, setup.selected)[0]}
+  if setup.token_id is not None:
+    params["token"] = initial_token_embedding(config, setup)
+  return params
+
+
+def draw_example(config, setup: Setup, index: int, rng: np.random.Generator) -> dict:
+  """Instance clip `index % N` and regularisation clip `index` (the original pairs them so): a latent window
+  and one of its captions each."""
+  scale = setup.pipe.vae.config.scaling_factor
+  i = index % len(setup.instance.names)
+  example = {"instance": setup.instance.window(i, config.num_frames, scale, rng),
+             "instance_caption": rng.choice(setup.instance.captions[i])}
+  if setup.reg is not None:
+    example["reg"] = setup.reg.window(index, config.num_frames, scale, rng)
+    example["reg_caption"] = rng.choice(setup.reg.captions[index])
+  return example
+
+
+def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
+  setup = setup or make_setup(config, workdir)
+  frozen, frozen_specs = frozen_tree(setup)
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    parts = ["instance", "reg"] if "reg" in batch else ["instance"]
+    latents = jnp.concatenate([batch[k] for k in parts])
+    captions = jnp.concatenate([batch[f"{k}_caption"] for k in parts])
+    loss, metrics = diffusion_loss(config, setup, params, frozen, latents, captions, batch["instance"].shape[0],
+                                   rng)
+    return loss, (metrics, model_state)
+
+  num_pairs = len(setup.reg.names) if setup.reg is not None else len(setup.instance.names)
+  per_process = config.batch_size // jax.process_count()
+  epochs = config.total_steps * config.batch_size // num_pairs + 2
+
+  def train_data():
+    ds = grain.MapDataset.range(num_pairs).repeat(epochs).shuffle(seed=config.seed)
+    ds = ds[jax.process_index()::jax.process_count()]
+    ds = ds.random_map(lambda i, rng: draw_example(config, setup, int(i), rng), seed=config.seed)
+    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+
+  video_axes = ("activation_batch", None, None, None, None)
+  metrics = denoising_metrics_fn(config, setup)
+  return training.Task(
+      init_variables=init_fn(config, setup), loss_fn=loss_fn, optimizer=optimizer(config), train_data=train_data,
+      batch_axes={"instance": video_axes, "reg": video_axes}, frozen=frozen, frozen_specs=frozen_specs,
+      pretrained=lambda: initial_params(config, setup), learning_rate=lambda step: config.lr,
+      evaluate=lambda params, model_state, step: metrics(params))
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+def denoising_metrics_fn(config, setup: Setup, size: int = 8):
+  """`params -> metrics` on fixed noisy windows of the clips at timesteps spread over the noise range:
+  `instance_mse` and `prior_mse` (the denoising errors on the instance and regularisation clips), each also
+  over the base model's (`*_ratio`: below 1 when tuning lowered it)."""
+  rng = np.random.default_rng(1234)
+  scale = setup.pipe.vae.config.scaling_factor
+  sets = [s for s in (setup.instance, setup.reg) if s is not None]
+  latents = np.stack([s.window(k % len(s.names), config.num_frames, scale, rng) for s in sets for k in range(size)])
+  captions = jnp.asarray([rng.choice(s.captions[k % len(s.names)]) for s in sets for k in range(size)])
+  t = np.tile(np.linspace(50, setup.pipe.schedule.num_train_timesteps - 50, size).astype(np.int32), len(sets))
+  noise = rng.standard_normal(latents.shape).astype(np.float32)
+  x_t = setup.pipe.schedule.add_noise(latents, noise, t)
+  frozen, _ = frozen_tree(setup)
+
+  @jax.jit
+  def errors(params, frozen):
+    unet_params = finetune.merge(params["unet"], frozen["unet"])
+    out = setup.unet.apply({"params": unet_params}, x_t, t, text_states(setup, params, frozen, captions))
+    target = setup.pipe.schedule.velocity(latents, noise, t) if setup.pipe.schedule.prediction_type == \
+        "v_prediction" else noise
+    return jnp.mean((out.reshape(len(sets), -1) - target.reshape(len(sets), -1)) ** 2, axis=1)
+
+  base = np.asarray(errors(initial_params(config, setup), frozen))
+  names = ["instance_mse", "prior_mse"][:len(sets)]
+
+  def metrics(params):
+    now = np.asarray(errors(params, frozen))
+    return {**{n: float(v) for n, v in zip(names, now)},
+            **{f"{n}_ratio": float(v / b) for n, v, b in zip(names, now, base)}}
+
+  return metrics
+
+
+def restore(config, workdir, setup: Setup, step=None):
+  """(trained params, their step) from the latest (or `step`'s) checkpoint in `workdir`."""
+  abstract = jax.eval_shape(init_fn(config, setup), jax.random.key(0))
+  restored = training.restore_for_eval(workdir, {"params": nn.meta.unbox(abstract)["params"]}, step)
+  if restored is None:
+    raise UserError(f"{workdir} holds no checkpoint; train first (jaxlab train motion ...)")
+  state, step = restored
+  return jax.device_get(state["params"]), step
+
+
+def tuned_pipeline(setup: Setup, params) -> StableDiffusion:
+  """The pipeline with the tuned UNet tensors (and the learned token) in place."""
+  p = {**setup.pipe.params, "unet": finetune.merge(params["unet"], setup.original)}
+  if setup.token_id is not None:
+    p["text_encoder"] = with_token(p["text_encoder"], setup.token_id, jnp.asarray(params["token"]))
+  return dataclasses.replace(setup.pipe, params=p)
+
+
+def clip_alignment(scorer: scoring.CLIPScorer, videos: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+  """Per video: the mean over its frames of cos(frame, prompt) under CLIP."""
+  texts = scorer.text_embeds(prompts)
+  return np.array([np.mean(scorer.image_embeds(list(v)) @ t) for v, t in zip(videos, texts)])
+
+
+def generate_videos(config, pipe: StableDiffusion, rows, folder: Path, scheduler) -> list[np.ndarray]:
+  paths = generate.generate_rows(
+      pipe, rows, folder, num_steps=config.eval_steps, guidance_scale=config.eval_guidance,
+      noise_source=config.eval_noise, batch_size=config.eval_batch_size, height=config.resolution,
+      width=config.resolution, scheduler=scheduler, num_frames=config.num_frames, fps=config.eval_fps)
+  return [video_lib.read_video(p)[0] for p in paths]
+
+
+def generation_eval(config, setup: Setup, params, workdir, step) -> dict:
+  """Videos for `eval_prompts` from the base and the tuned model (same seeds and noise), CLIP text alignment
+  and motion accuracy for both."""
+  rows = [dataclasses.replace(r, prompt=_caption(r.prompt, config.token))
+          for r in generate.read_prompts(config.eval_prompts)]
+  scheduler = schedules.scheduler_from_folder(pipeline_folder(config, workdir) / "scheduler", config.eval_scheduler)
+  eval_dir = Path(workdir) / "eval"
+  videos = {"base": generate_videos(config, setup.pipe, rows, eval_dir / "base", scheduler),
+            "tuned": generate_videos(config, tuned_pipeline(setup, params), rows, eval_dir / f"step_{step}",
+                                     scheduler)}
+  results = {"num_videos": len(rows)}
+  if config.eval_clip:
+    scorer = scoring.CLIPScorer(config.eval_clip)
+    for name, vids in videos.items():
+      results[f"clip_text/{name}"] = float(np.mean(clip_alignment(scorer, vids, [r.prompt for r in rows])))
+  if config.eval_classifier:
+    classifier = scoring.VideoClassifier(config.eval_classifier)
+    target = classifier.label_index(config.eval_motion_label)
+    for name, vids in videos.items():
+      results[f"motion_accuracy/{name}"] = float(np.mean(classifier.predict(vids) == target))
+  return results
+
+
+def evaluate(config, workdir, step=None) -> dict:
+  """The denoising metrics of a checkpoint and, with `eval_prompts`, the generation metrics; also written to
+  `WORKDIR/eval/step_<N>.json`."""
+  setup = make_setup(config, workdir)
+  params, step = restore(config, workdir, setup, step)
+  results = denoising_metrics_fn(config, setup)(params)
+  if config.eval_prompts:
+    results.update(generation_eval(config, setup, params, workdir, step))
+  out = Path(workdir) / "eval" / f"step_{step}.json"
+  if jax.process_index() == 0:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+  return results
+
+
+def export(config, workdir) -> list[Path]:
+  """`WORKDIR/export/unet/` (the tuned UNet, a diffusers folder), `WORKDIR/export/motion.safetensors` (the
+  trained tensors alone, keyed by diffusers names) and, with the learned token, `learned_token.safetensors`
+  (`{token: [1, D]}`, as diffusers' `load_textual_inversion` reads)."""
+  setup = make_setup(config, workdir, with_data=False)
+  params, _ = restore(config, workdir, setup)
+  out = Path(workdir) / "export"
+  if jax.process_index() != 0:
+    return []
+  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                         finetune.merge(params["unet"], setup.original))
+  files = [unet, finetune.save_subset(out / "motion.safetensors", params["unet"], setup.layer_lists)]
+  if setup.token_id is not None:
+    save_file({config.token: np.asarray(params["token"])[None]}, str(out / "learned_token.safetensors"))
+    files.append(out / "learned_token.safetensors")
+  return files
