@@ -20,7 +20,7 @@ from flax import linen as nn
 from jaxlab import nn as jnn
 from jaxlab.errors import UserError
 from jaxlab.models import weights
-from jaxlab.models.unet2d import Attention, ResnetBlock2D, downsample, upsample
+from jaxlab.models.diffusers_blocks import Attention, ResnetBlock2D, downsample, upsample
 
 
 @dataclasses.dataclass(frozen=True)
