@@ -209,6 +209,7 @@ def _dummy_inputs(module: UNet2DConditionModel):
 
 LAYER_LISTS = frozenset({"down_blocks", "up_blocks", "resnets", "attentions", "transformer_blocks",
                          "downsamplers", "upsamplers", "to_out", "net"})
+NAMING = weights.Naming(LAYER_LISTS)
 
 FAMILY = weights.register(weights.Family(
     class_names=("UNet2DConditionModel",),
@@ -216,6 +217,6 @@ FAMILY = weights.register(weights.Family(
     from_config=_from_config,
     to_config=_to_config,
     dummy_inputs=_dummy_inputs,
-    layer_lists=LAYER_LISTS,
+    naming=NAMING,
     weights_name="diffusion_pytorch_model.safetensors",
 ))
