@@ -55,7 +55,7 @@ def _generate(args, overrides) -> int:
     unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
     pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": unet_params})
   if args.unet_weights:
-    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, weights.family_of(pipe.unet).layer_lists)
+    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, weights.family_of(pipe.unet).naming)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
   if args.prompts:
     rows = generate.read_prompts(args.prompts)

@@ -216,10 +216,11 @@ def tiny_text_encoder(seed: int = 0) -> tuple[CLIPTokenizer, CLIPTextModel, dict
   return tokenizer, text_encoder, random_params(text_encoder, ids, seed=seed)
 
 
-def tiny_vae(image_size: int) -> AutoencoderKL:
-  """A 2-level VAE (latents at half the image size) of widths 32 and 64."""
-  return AutoencoderKL(VAEConfig(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                                 up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8,
+def tiny_vae(image_size: int, widths: tuple[int, ...] = (32, 64)) -> AutoencoderKL:
+  """A small VAE, one level per width (latents 2^(levels - 1) times smaller than the images)."""
+  n = len(widths)
+  return AutoencoderKL(VAEConfig(block_out_channels=tuple(widths), down_block_types=("DownEncoderBlock2D",) * n,
+                                 up_block_types=("UpDecoderBlock2D",) * n, layers_per_block=1, norm_num_groups=8,
                                  sample_size=image_size))
 
 

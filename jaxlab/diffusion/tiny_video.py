@@ -1,10 +1,11 @@
 """A small text-to-video pipeline (motion customisation's tiny config, tests and demo), in the diffusers layout.
 
-`write(folder, frames)` writes a `TextToVideoSDPipeline` folder: a random 2-level `UNet3DConditionModel`, the
-tiny random text encoder and tokenizer of `pipeline.tiny_text_encoder`, ModelScope's DDIM scheduler config, and a
-2-level VAE trained briefly (the one train loop, a few hundred steps) to reconstruct `frames`: a random VAE's
-decoder does not invert its encoder, so the decoded samples of a random pipeline would show nothing. The VAE's
-scaling factor is set from its latents' standard deviation on `frames`, as SD's 0.18215 was.
+`write(folder, size, frames)` writes a `TextToVideoSDPipeline` folder for videos of `size` px: a random 2-level
+`UNet3DConditionModel`, the tiny random text encoder and tokenizer of `pipeline.tiny_text_encoder`, ModelScope's
+DDIM scheduler config, and a small VAE. Given `frames`, the VAE is trained briefly (the one train loop, a few
+hundred steps) to reconstruct them: a random VAE's decoder does not invert its encoder, so the decoded samples
+of a random pipeline would show nothing. Its scaling factor is then set from its latents' standard deviation on
+`frames`, as SD's 0.18215 was. Without `frames` (tests) the VAE stays random.
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import linen as nn
 
 from jaxlab import training
 from jaxlab.diffusion import pipeline
@@ -64,7 +66,7 @@ def train_vae(vae, frames: np.ndarray, workdir, steps: int, batch_size: int, lr:
                      checkpoint_every=steps, keep_checkpoints=1, async_checkpointing=False))
   task = _vae_task(vae, frames, lr, batch_size, seed)
   result = training.train(task, config, workdir)
-  abstract = jax.eval_shape(task.init_variables, jax.random.key(0))["params"]
+  abstract = nn.meta.unbox(jax.eval_shape(task.init_variables, jax.random.key(0)))["params"]
   state, _ = training.restore_for_eval(workdir, {"params": abstract})
   return jax.device_get(state["params"]), result["reconstruction_mse"]
 
@@ -74,24 +76,28 @@ def latent_std(vae, params, frames: np.ndarray, batch: int = 64) -> float:
   return float(np.std(np.concatenate([np.asarray(encode(frames[i:i + batch])) for i in range(0, len(frames), batch)])))
 
 
-def write(folder, frames: np.ndarray, unet_config: dict = TINY_UNET3D, vae_steps: int = 300,
-          vae_batch_size: int = 32, vae_lr: float = 2e-3, seed: int = 0) -> Path:
-  """The pipeline folder, its VAE trained on uint8 `frames` `[N, S, S, 3]` (the latents are S/2 wide)."""
+def write(folder, size: int, frames: np.ndarray | None = None, unet_config: dict = TINY_UNET3D,
+          vae_widths=(32, 64), vae_steps: int = 300, vae_batch_size: int = 32, vae_lr: float = 2e-3,
+          seed: int = 0) -> Path:
+  """The pipeline folder for `size`-px videos, its VAE trained on uint8 `frames` `[N, size, size, 3]` if given."""
   folder = Path(folder)
-  size = frames.shape[1]
-  print(f"writing a tiny text-to-video pipeline to {folder}: training its VAE on {len(frames)} frames ...",
-        flush=True)
-  run = folder.parent / f"{folder.name}-vae-training"
-  vae = pipeline.tiny_vae(size)
-  vae_params, mse = train_vae(vae, frames, run, vae_steps, vae_batch_size, vae_lr, seed)
-  vae = vae.clone(config=dataclasses.replace(vae.config, scaling_factor=1.0 / latent_std(vae, vae_params, frames)))
-  print(f"  VAE reconstruction MSE {mse:.4f} (pixels in [-1, 1]), scaling factor {vae.config.scaling_factor:.4f}",
-        flush=True)
+  vae = pipeline.tiny_vae(size, vae_widths)
+  if frames is None:
+    vae_params = pipeline.random_params(vae, jnp.zeros((1, size, size, 3)), seed=seed + 1)
+  else:
+    print(f"writing a tiny text-to-video pipeline to {folder}: training its VAE on {len(frames)} frames ...",
+          flush=True)
+    run = folder.parent / f"{folder.name}-vae-training"
+    vae_params, mse = train_vae(vae, frames, run, vae_steps, vae_batch_size, vae_lr, seed)
+    vae = vae.clone(config=dataclasses.replace(vae.config, scaling_factor=1 / latent_std(vae, vae_params, frames)))
+    print(f"  VAE reconstruction MSE {mse:.4f} (pixels in [-1, 1]), scaling factor {vae.config.scaling_factor:.4f}",
+          flush=True)
+    shutil.rmtree(run)
   family = weights.family_for(unet_config["_class_name"])
-  unet = family.from_config({**unet_config, "sample_size": size // 2}, dtype=jnp.float32, param_dtype=jnp.float32)
+  latent = size // 2 ** (len(vae_widths) - 1)
+  unet = family.from_config({**unet_config, "sample_size": latent}, dtype=jnp.float32, param_dtype=jnp.float32)
   tokenizer, text_encoder, text_params = pipeline.tiny_text_encoder(seed + 2)
   unet_params = pipeline.random_params(unet, *family.dummy_inputs(unet), seed=seed)
   pipeline.write_pipeline(folder, unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer,
                           MS_SCHEDULER_CONFIG, pipeline_class="TextToVideoSDPipeline")
-  shutil.rmtree(run)
   return folder

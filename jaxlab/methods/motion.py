@@ -181,7 +181,7 @@ def with_token(text_params, token_id: int, embedding):
 class Setup:
   """The pipeline, the parameter split, the caption table and (for training) the clips' latents."""
   pipe: StableDiffusion
-  layer_lists: frozenset
+  naming: weights.Naming
   selected: frozenset
   captions: list[str]
   ids: np.ndarray                   # [K, L] token ids of the captions
@@ -229,7 +229,7 @@ def pipeline_folder(config, workdir) -> Path:
       videos, reg = clip_folders(config, workdir)
       paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
       frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths])
-      tiny_video.write(folder, frames, dict(config.tiny_pipeline))
+      tiny_video.write(folder, config.resolution, frames, **config.tiny_pipeline)
     return folder
   if not config.pretrained:
     raise UserError("set --config.pretrained to a local text-to-video diffusers folder (e.g. zeroscope_v2_576w)")
@@ -253,8 +253,8 @@ def make_setup(config, workdir, with_data: bool = True) -> Setup:
                     "pipeline (UNet3DConditionModel)")
   if config.remat_policy:
     pipe = dataclasses.replace(pipe, unet=pipe.unet.clone(remat_policy=config.remat_policy))
-  layer_lists = weights.family_of(pipe.unet).layer_lists
-  selected = finetune.select(pipe.params["unet"], trainable_rule(config.trainable_modules), layer_lists)
+  naming = weights.family_of(pipe.unet).naming
+  selected = finetune.select(pipe.params["unet"], trainable_rule(config.trainable_modules), naming)
   token_id = learned_token_id(config, pipe) if config.learned_token_init else None
   instance = reg = None
   captions = []
@@ -274,7 +274,7 @@ def make_setup(config, workdir, with_data: bool = True) -> Setup:
     instance, reg = encoded[0], (encoded[1] if len(encoded) > 1 else None)
   token_ids = pipe.tokenizer(captions or [""])["input_ids"]
   text = pipe.encode_text(captions or [""])
-  return Setup(pipe, layer_lists, selected, captions, np.asarray(token_ids), text, instance, reg, token_id)
+  return Setup(pipe, naming, selected, captions, np.asarray(token_ids), text, instance, reg, token_id)
 
 
 def learned_token_id(config, pipe: StableDiffusion) -> int:
@@ -305,8 +305,9 @@ def param_layout(setup: Setup):
   """(logical specs of the whole UNet, zeros of the trainable subset with their logical names)."""
   boxed = jax.eval_shape(setup.unet.init, jax.random.key(0), *dummy_inputs(setup))["params"]
   boxed_trainable, _ = finetune.split(boxed, setup.selected)
-  zeros = lambda: jax.tree.map(lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)),
-                               boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+  boxed_zero = lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)) if isinstance(
+      b, nn.Partitioned) else jnp.zeros(b.shape, b.dtype)
+  zeros = lambda: jax.tree.map(boxed_zero, boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))
   return nn.get_partition_spec(boxed), zeros
 
 
@@ -533,7 +534,7 @@ def export(config, workdir) -> list[Path]:
     return []
   unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
                          finetune.merge(params["unet"], setup.original))
-  files = [unet, finetune.save_subset(out / "motion.safetensors", params["unet"], setup.layer_lists)]
+  files = [unet, finetune.save_subset(out / "motion.safetensors", params["unet"], setup.naming)]
   if setup.token_id is not None:
     save_file({config.token: np.asarray(params["token"])[None]}, str(out / "learned_token.safetensors"))
     files.append(out / "learned_token.safetensors")

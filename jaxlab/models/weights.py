@@ -178,10 +178,9 @@ def stacked_paths(boxed: Mapping) -> frozenset[tuple[str, ...]]:
 def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
   if stack_len is None:
     return [naming.torch_key(path)]
-  keys = [naming.torch_key(path, i) for i in range(stack_len)]
-  if len(set(keys)) == 1:
+  if not any(component in naming.lists for component in path[:-1]):  # a 1-layer stack is still a stack
     raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
-  return keys
+  return [naming.torch_key(path, i) for i in range(stack_len)]
 
 
 def _check_one_to_one(keys_by_path: dict) -> None:

@@ -76,3 +76,108 @@ def test_prior_preservation_loss_on_a_hand_computed_case():
   assert float(loss) == 1.0 + 0.5 * 3.25
   alone, parts = motion.prior_preservation_loss(prediction[:1], target[:1], 1, 0.5)
   assert float(alone) == 1.0 and set(parts) == {"instance_mse"}
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from flax import linen as nn
+from flax import traverse_util  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+
+from jaxlab import cli, training  # noqa: E402
+from jaxlab.data import video as video_lib  # noqa: E402
+from jaxlab.diffusion import finetune, tiny_video  # noqa: E402
+from jaxlab.models import load_pretrained, video_classifiers  # noqa: E402
+from tests.diffusion import standin_unet3d  # noqa: E402
+from tests.methods.test_esd import tiny_clip  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "motion.py"
+UNET = {"_class_name": standin_unet3d.CLASS_NAME, "channels": 16, "cross_attention_dim": 32}
+
+
+def write_classifier_workdir(workdir: Path, labels: list[str]) -> Path:
+  """A random-weight video ViT saved as a `jaxlab train airletters` run saves it (config.json + a checkpoint)."""
+  config = training.load_config("train/configs/airletters.py:tiny", ["num_frames=4", "image_size=16",
+                                                                     "model.patch_size=8"])
+  config.labels = labels
+  training.save_config(config, workdir)
+  module = video_classifiers.make(config, len(labels))
+  params = nn.meta.unbox(module.init(jax.random.key(3), jnp.zeros((1, 4, 16, 16, 3))))["params"]
+  checkpointer = training.Checkpointer(workdir / "checkpoints", asynchronous=False)
+  checkpointer.save(7, {"step": jnp.int32(7), "params": params, "opt_state": (), "model_state": {},
+                        "rng": jnp.zeros(2, jnp.uint32)})
+  checkpointer.close()
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp("motion")
+  folder = tiny_video.write(root / "t2v", 16, unet_config=UNET, vae_widths=(16, 32))
+  workdir = root / "run"
+  overrides = [f"pretrained={folder}", "resolution=16", "num_frames=4", "synthetic.num_clips=2",
+               "synthetic.num_frames=6", "total_steps=3", "log_every=1", "checkpoint_every=3"]
+  args = ["train", "motion", "--config", f"{CONFIG}:tiny", "--workdir", str(workdir)]
+  assert cli.main(args + [f"--config.{o}" for o in overrides]) == 0
+  return training.load_saved_config(workdir), workdir, folder
+
+
+def test_train_changes_only_the_selected_tensors_and_exports_them(trained):
+  config, workdir, folder = trained
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  losses = [r["train/loss"] for r in records if "train/loss" in r]
+  assert len(losses) == 3 and all(np.isfinite(losses))
+  assert {"train/instance_mse", "train/prior_mse", "eval/instance_mse_ratio"} <= set().union(*records)
+  _, base = load_pretrained(folder / "unet")
+  _, tuned = load_pretrained(workdir / "export" / "unet")
+  names = finetune.diffusers_names(base, standin_unet3d.FAMILY.naming)
+  rule = motion.trainable_rule(config.trainable_modules)
+  flat_base, flat_tuned = traverse_util.flatten_dict(base), traverse_util.flatten_dict(tuned)
+  changed = {names[p] for p in flat_base if not np.array_equal(flat_base[p], flat_tuned[p])}
+  assert changed == {n for n in names.values() if rule(n)} == {
+      "down_blocks.0.temp_convs.0.weight", "down_blocks.0.temp_convs.0.bias", "down_blocks.0.temp_attentions.0.weight",
+      "down_blocks.0.temp_attentions.0.bias", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+      "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v.weight"}
+  subset = load_file(str(workdir / "export" / "motion.safetensors"))
+  assert set(subset) == changed
+  reloaded = traverse_util.flatten_dict(finetune.load_subset(base, subset, standin_unet3d.FAMILY.naming))
+  assert all(np.array_equal(reloaded[p], flat_tuned[p]) for p in flat_tuned)
+
+
+def test_latents_are_cached_and_windows_drawn_from_them(trained):
+  config, workdir, _ = trained
+  cached = sorted(p.name for p in (workdir / "cache").iterdir())
+  assert len(cached) == 2 and cached[0].startswith("instance-") and cached[1].startswith("reg-")
+  setup = motion.make_setup(config, workdir)
+  assert setup.captions == ["a blob doing the sks motion", "a blob moving up and down"]
+  assert [len(m) for m in setup.instance.moments] == [6, 6] and setup.instance.moments[0].shape[1:] == (8, 8, 8)
+  example = motion.draw_example(config, setup, 1, np.random.default_rng(0))
+  assert example["instance"].shape == example["reg"].shape == (4, 8, 8, 4)
+  assert example["instance_caption"] == 0 and example["reg_caption"] == 1
+
+
+def test_eval_generates_videos_and_scores_them(trained, tmp_path):
+  config, workdir, _ = trained
+  prompts = tmp_path / "prompts.txt"
+  prompts.write_text("3,A clown doing the {token} motion.\n\n5,a blob moving up and down\n")
+  classifier = write_classifier_workdir(tmp_path / "classifier", ["circle", "line"])
+  setup = motion.make_setup(config, workdir)
+  tiny_clip(tmp_path / "clip", setup.pipe.tokenizer)
+  overrides = {"eval_prompts": prompts, "eval_clip": tmp_path / "clip", "eval_classifier": classifier,
+               "eval_motion_label": "circle", "eval_steps": 2, "eval_batch_size": 2}
+  assert cli.main(["eval", "motion", "--workdir", str(workdir)] + [f"--config.{k}={v}" for k, v in overrides.items()]) == 0
+  results = json.loads((workdir / "eval" / "step_3.json").read_text())
+  videos = {name: sorted((workdir / "eval" / folder).glob("*.mp4")) for name, folder in
+            (("base", "base"), ("tuned", "step_3"))}
+  assert [p.name for p in videos["tuned"]] == ["0000_0.mp4", "0001_0.mp4"] and results["num_videos"] == 2
+  assert (workdir / "eval" / "step_3" / "0000_0.gif").is_file()
+  assert (workdir / "eval" / "step_3" / "0000_0_grid.png").is_file()
+  frames = {n: [video_lib.read_video(p)[0] for p in paths] for n, paths in videos.items()}
+  assert frames["base"][0].shape == (4, 16, 16, 3) and not np.array_equal(frames["base"][0], frames["tuned"][0])
+  predicted = motion.scoring.VideoClassifier(classifier).predict(frames["tuned"])
+  assert results["motion_accuracy/tuned"] == float(np.mean(predicted == 0))
+  for name in ("base", "tuned"):
+    assert -1 <= results[f"clip_text/{name}"] <= 1

@@ -69,7 +69,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # `videos='synthetic'` and `pretrained='tiny-random'` (the tiny variant).
   c.synthetic = ml_collections.ConfigDict(dict(
       num_clips=8, num_frames=16, caption="a blob doing the {token} motion", reg_caption="a blob moving up and down"))
-  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_steps=300, vae_batch_size=32, vae_lr=2e-3, seed=0))
+  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_widths=(16, 32, 32), vae_steps=300, vae_batch_size=32,
+                                                   vae_lr=2e-3, seed=0))
 
   if arg == "tiny":
     c.pretrained = "tiny-random"
