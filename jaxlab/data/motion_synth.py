@@ -2,7 +2,7 @@
 
 A soft bright blob on a plain dark background either traces a circle or moves up and down along a line: the
 two motions share their vertical movement, so only the motion over several frames (the horizontal swing) tells
-them apart, never one frame. Size, colours, centre, radius, phase and direction vary per clip.
+them apart, never one frame. Size, brightness, centre, radius, phase and direction vary a little per clip.
 
 `write_clip_folder` writes captioned clips the way motion customisation reads them (`clip.mp4` + `clip.txt`);
 `write_classifier_release` writes the same motions as an AirLetters-layout release, labelled 'O' (circle) and
@@ -36,9 +36,9 @@ def render(motion: str, rng: np.random.Generator, size: int = 32, num_frames: in
            frames_per_cycle: float = 8) -> np.ndarray:
   """uint8 `[T, size, size, 3]`: the blob performing `motion`, one cycle every `frames_per_cycle` frames."""
   path = trajectory(motion, num_frames, frames_per_cycle, rng) * size
-  background = rng.uniform(30, 80) * np.ones(3)
-  colour = rng.uniform(170, 255, size=3)
-  sigma = rng.uniform(0.06, 0.08) * size
+  background = rng.uniform(35, 55) * np.ones(3)
+  colour = rng.uniform(200, 255, size=3)
+  sigma = rng.uniform(0.08, 0.1) * size
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
   weight = np.exp(-((xx - path[:, :1, None]) ** 2 + (yy - path[:, 1:, None]) ** 2) / (2 * sigma**2))[..., None]
   return np.clip(background + weight * (colour - background), 0, 255).astype(np.uint8)

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import grain
@@ -58,7 +59,7 @@ TRAINABLE_MODULES = {
     "all": lambda n: True,
 }
 TIMESTEP_SAMPLING = ("high-level", "low-level", "uniform")
-TINY_RANDOM = "tiny-random"
+TINY = "tiny-synthetic"
 SYNTHETIC = "synthetic"
 
 
@@ -220,20 +221,44 @@ def clip_folders(config, workdir) -> tuple[Path, Path | None]:
 
 
 def pipeline_folder(config, workdir) -> Path:
-  """`config.pretrained`, or for `tiny-random` a small pipeline written once under the workdir, its VAE trained
-  on the frames of the clips (so that decoded samples show them)."""
-  if config.pretrained == TINY_RANDOM:
-    from jaxlab.diffusion import tiny_video
-    folder = Path(workdir) / TINY_RANDOM
+  """`config.pretrained`, or for `tiny-synthetic` a small pipeline made once under the workdir
+  (`write_tiny_pipeline`)."""
+  if config.pretrained == TINY:
+    folder = Path(workdir) / TINY
     if not (folder / "model_index.json").is_file():
-      videos, reg = clip_folders(config, workdir)
-      paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
-      frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths])
-      tiny_video.write(folder, config.resolution, frames, **config.tiny_pipeline)
+      write_tiny_pipeline(config, workdir, folder)
     return folder
   if not config.pretrained:
     raise UserError("set --config.pretrained to a local text-to-video diffusers folder (e.g. zeroscope_v2_576w)")
   return Path(config.pretrained)
+
+
+def write_tiny_pipeline(config, workdir, folder: Path) -> Path:
+  """The tiny config's base model, a stand-in for ZeroScope that knows the regularisation clips' motion but not
+  the taught one: `tiny_video`'s pipeline with its VAE trained on the frames of all clips, then its whole UNet
+  trained (this method with `trainable_modules=('all',)`, no prior) on the regularisation clips for
+  `tiny_pipeline.unet_steps` steps, in `<folder>-base`."""
+  from jaxlab.diffusion import tiny_video
+  options = dict(config.tiny_pipeline)
+  unet_steps = options.pop("unet_steps")
+  videos, reg = clip_folders(config, workdir)
+  paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
+  frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths])
+  staging = folder.with_name(f"{folder.name}-staging")
+  tiny_video.write(staging, config.resolution, frames, **options)
+  if reg is not None and unet_steps:
+    base = config.copy_and_resolve_references()
+    base.update(pretrained=str(staging), videos=str(reg), reg_videos="", prior_lambda=0.0, token="",
+                trainable_modules=("all",), learned_token_init="", total_steps=unet_steps, checkpoint_every=unet_steps,
+                eval_every=0)
+    run = folder.with_name(f"{folder.name}-base")
+    print(f"pretraining the tiny base UNet on {reg} for {unet_steps} steps ({run}) ...", flush=True)
+    training.train(make_task(base, run), base, run)
+    for path in export(base, run)[:1]:
+      shutil.rmtree(staging / "unet")
+      shutil.copytree(path, staging / "unet")
+  staging.rename(folder)
+  return folder
 
 
 def _caption(text: str, token: str) -> str:
@@ -263,7 +288,7 @@ def make_setup(config, workdir, with_data: bool = True) -> Setup:
     folders = [captioned_clips.read_folder(videos, _caption(config.fallback_prompt, config.token))]
     if reg_videos is not None:
       folders.append(captioned_clips.read_folder(reg_videos, captions_from_names=True))
-    for clip in folders[0].clips:
+    for clip in folders[0].clips if config.token else ():
       if config.token not in clip.captions[0].split():
         folders[0].problems[clip.path.name] = f"caption {clip.captions[0]!r} lacks the motion token {config.token!r}"
     folders[0].clips = [c for c in folders[0].clips if c.path.name not in folders[0].problems]
@@ -539,3 +564,95 @@ def export(config, workdir) -> list[Path]:
     save_file({config.token: np.asarray(params["token"])[None]}, str(out / "learned_token.safetensors"))
     files.append(out / "learned_token.safetensors")
   return files
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "motion.py"
+CLASSIFIER_CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "airletters.py"
+
+
+def train_classifier(workdir: Path, steps: int = 150) -> tuple[Path, float]:
+  """(the workdir, validation top-1) of a video classifier of the synthetic motions, trained as a user would:
+  an AirLetters-layout release of the motions ('O' = circle, 'I' = line), `jaxlab data build airletters` and
+  `jaxlab train airletters` (its own process: a method does not run another method inside itself)."""
+  import subprocess
+  import sys
+  from jaxlab.data import cli as data_cli
+  from jaxlab.data import motion_synth
+  run = workdir / "classifier"
+  if not (run / "metrics.jsonl").is_file():
+    motion_synth.write_classifier_release(workdir / "classifier_release", {"train": 48, "validation": 8, "test": 8})
+    data_cli.build("airletters", workdir / "classifier_release", workdir / "classifier_data", "fps15_short48")
+    command = [sys.executable, "-m", "jaxlab.cli", "train", "airletters", "--config", f"{CLASSIFIER_CONFIG}:tiny",
+               "--workdir", str(run), f"--config.data_dir={workdir / 'classifier_data'}",
+               f"--config.total_steps={steps}", f"--config.checkpoint_every={steps}", "--config.warmup_steps=20"]
+    subprocess.run(command, check=True)
+  records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+  return run, [r["eval/top1"] for r in records if "eval/top1" in r][-1]
+
+
+def _side_by_side(base: list[np.ndarray], tuned: list[np.ndarray], scale: int = 3) -> np.ndarray:
+  """Frames `[F, H', W', 3]`: each base video above its tuned one, the pairs side by side, enlarged."""
+  column = lambda b, t: np.concatenate([b, np.full_like(b[:, :2], 255), t], axis=1)
+  frames = np.concatenate([np.pad(column(b, t), ((0, 0), (0, 0), (0, 2), (0, 0)), constant_values=255)
+                           for b, t in zip(base, tuned)], axis=2)
+  return frames.repeat(scale, 1).repeat(scale, 2)
+
+
+def demo(workdir, num_videos: int = 16) -> DemoSection:
+  """The tiny config end to end: synthetic clips, the tiny base model, motion tuning with prior preservation,
+  export, a classifier of the two motions, and base vs tuned videos from the same noise, classified."""
+  from PIL import Image
+  from jaxlab.data import motion_synth
+  workdir = Path(workdir)
+  run = workdir / "run"
+  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  training.save_config(config, run)
+  setup = make_setup(config, run)
+  result = training.train(make_task(config, run, setup), config, run)
+  exported = export(config, run)
+  classifier, classifier_top1 = train_classifier(workdir)
+  prompt = config.synthetic.caption
+  (workdir / "prompts.txt").write_text("".join(f"{seed},{prompt}\n" for seed in range(num_videos)))
+  config.eval_prompts, config.eval_classifier = str(workdir / "prompts.txt"), str(classifier)
+  config.eval_motion_label = motion_synth.LABELS["circle"]
+  figures = evaluate(config, run)
+  step = int(result["step"])
+  videos = {name: [video_lib.read_video(p)[0] for p in sorted((run / "eval" / folder).glob("*.mp4"))[:4]]
+            for name, folder in (("base", "base"), ("tuned", f"step_{step}"))}
+  frames = _side_by_side(videos["base"], videos["tuned"])
+  grid = workdir / "base_vs_tuned.png"
+  Image.fromarray(np.concatenate(list(frames), axis=0)).save(grid)
+  gif = workdir / "base_vs_tuned.gif"
+  images = [Image.fromarray(f) for f in frames]
+  images[0].save(gif, save_all=True, append_images=images[1:], duration=250, loop=0)
+  base_steps = config.tiny_pipeline.unet_steps
+  headline = {"motion_accuracy_base": figures["motion_accuracy/base"],
+              "motion_accuracy_tuned": figures["motion_accuracy/tuned"], "classifier_top1": classifier_top1,
+              "instance_mse_ratio": figures["instance_mse_ratio"], "prior_mse_ratio": figures["prior_mse_ratio"]}
+  markdown = f"""Synthetic clips: a blob tracing a circle, captioned "{prompt.format(token=config.token)}" \
+({config.synthetic.num_clips} clips), and regularisation clips of a blob moving up and down ("\
+{config.synthetic.reg_caption}"). The base model is a tiny text-to-video pipeline made here: a VAE trained on \
+the clips' frames and a 2-level UNet3D pretrained for {base_steps} steps on the up-and-down clips only, so it \
+knows that motion and not the circle. Motion tuning: {step} AdamW steps at lr {config.lr} of \
+{', '.join(config.trainable_modules)} with prior preservation (lambda {config.prior_lambda}, \
+{config.timestep_sampling} timesteps), {config.num_frames} frames of {config.resolution} px.
+
+A video classifier of the two motions (`jaxlab train airletters` on an AirLetters-layout release of them, \
+'O' = circle, 'I' = line; validation top-1 {100 * classifier_top1:.0f}%) labels {num_videos} videos per model \
+for "{prompt.format(token=config.token)}", from the same seeds and noise ({config.eval_steps}-step \
+{config.eval_scheduler}, guidance {config.eval_guidance}):
+
+| model | videos labelled as the taught motion (circle) |
+|---|---|
+| base | {100 * figures['motion_accuracy/base']:.0f}% |
+| tuned | {100 * figures['motion_accuracy/tuned']:.0f}% |
+
+On fixed noisy windows the tuned model's denoising error is {figures['instance_mse_ratio']:.2f}x the base's on \
+the circle clips and {figures['prior_mse_ratio']:.2f}x on the up-and-down clips. `base_vs_tuned.gif` / \
+`base_vs_tuned.png`: four seeds, the base model's video above the tuned one's. Exported: \
+`{exported[0].relative_to(workdir)}` (a diffusers UNet3DConditionModel folder) and \
+`{exported[1].relative_to(workdir)}` (the {len(setup.selected)} changed tensors)."""
+  return DemoSection(title="Motion customisation (text-to-video)", markdown=markdown, figures=headline,
+                     files=[gif, grid, *exported])

@@ -1,13 +1,24 @@
 """Motion customisation: the trained-parameter rules, timestep sampling, the prior-preservation loss, and the
 method end to end (train, eval, export loaded by diffusers)."""
 
+import json
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
+from flax import traverse_util
+from safetensors.numpy import load_file
 
+from jaxlab import cli, training
+from jaxlab.data import video as video_lib
+from jaxlab.diffusion import finetune, tiny_video
 from jaxlab.errors import UserError
 from jaxlab.methods import motion
+from jaxlab.models import load_pretrained, unet3d, video_classifiers
+from tests.methods.test_esd import tiny_clip
 
 # diffusers' UNet3DConditionModel as text-to-video-ms-1.7b / ZeroScope v2 configure it.
 MS_UNET = dict(sample_size=32, block_out_channels=[320, 640, 1280, 1280], layers_per_block=2,
@@ -26,6 +37,10 @@ def ms_parameter_counts() -> dict[str, int]:
 
 def test_trained_parameter_rules_on_the_ms_1_7b_names():
   counts = ms_parameter_counts()
+  # Our UNet3D at ms-1.7b's size, on abstract shapes: the same names, so the rules pick the same tensors.
+  module = unet3d.UNet3DConditionModel(unet3d.UNet3DConfig(sample_size=32))
+  ours = finetune.diffusers_names(unet3d.FAMILY.abstract_variables(module)["params"], unet3d.NAMING)
+  assert set(ours.values()) == set(counts)
   chosen = {m: {n for n in counts if motion.TRAINABLE_MODULES[m](n)} for m in ("temporal", "temp_convs", "cross")}
   size = {m: sum(counts[n] for n in names) for m, names in chosen.items()}
   assert sum(counts.values()) == 1_411_233_860
@@ -80,22 +95,8 @@ def test_prior_preservation_loss_on_a_hand_computed_case():
 
 # ------------------------------------------------------------------------------------------- end to end
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from flax import linen as nn
-from flax import traverse_util  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
-
-from jaxlab import cli, training  # noqa: E402
-from jaxlab.data import video as video_lib  # noqa: E402
-from jaxlab.diffusion import finetune, tiny_video  # noqa: E402
-from jaxlab.models import load_pretrained, video_classifiers  # noqa: E402
-from tests.diffusion import standin_unet3d  # noqa: E402
-from tests.methods.test_esd import tiny_clip  # noqa: E402
-
 CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "motion.py"
-UNET = {"_class_name": standin_unet3d.CLASS_NAME, "channels": 16, "cross_attention_dim": 32}
+UNET = {**tiny_video.TINY_UNET3D, "block_out_channels": [16, 32]}
 
 
 def write_classifier_workdir(workdir: Path, labels: list[str]) -> Path:
@@ -133,18 +134,37 @@ def test_train_changes_only_the_selected_tensors_and_exports_them(trained):
   assert {"train/instance_mse", "train/prior_mse", "eval/instance_mse_ratio"} <= set().union(*records)
   _, base = load_pretrained(folder / "unet")
   _, tuned = load_pretrained(workdir / "export" / "unet")
-  names = finetune.diffusers_names(base, standin_unet3d.FAMILY.naming)
+  names = finetune.diffusers_names(base, unet3d.NAMING)
   rule = motion.trainable_rule(config.trainable_modules)
   flat_base, flat_tuned = traverse_util.flatten_dict(base), traverse_util.flatten_dict(tuned)
   changed = {names[p] for p in flat_base if not np.array_equal(flat_base[p], flat_tuned[p])}
-  assert changed == {n for n in names.values() if rule(n)} == {
-      "down_blocks.0.temp_convs.0.weight", "down_blocks.0.temp_convs.0.bias", "down_blocks.0.temp_attentions.0.weight",
-      "down_blocks.0.temp_attentions.0.bias", "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
-      "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v.weight"}
+  trained = {n for n in names.values() if rule(n)}
+  assert changed == trained
+  assert {n.split(".")[-2] for n in changed if ".attentions." in n and "temp" not in n} == {"to_k", "to_v"}
+  assert any("transformer_in." in n for n in changed) and any(".temp_convs." in n for n in changed)
   subset = load_file(str(workdir / "export" / "motion.safetensors"))
-  assert set(subset) == changed
-  reloaded = traverse_util.flatten_dict(finetune.load_subset(base, subset, standin_unet3d.FAMILY.naming))
+  assert set(subset) == trained
+  reloaded = traverse_util.flatten_dict(finetune.load_subset(base, subset, unet3d.NAMING))
   assert all(np.array_equal(reloaded[p], flat_tuned[p]) for p in flat_tuned)
+
+
+def test_export_loads_in_diffusers(trained):
+  torch = pytest.importorskip("torch")
+  diffusers = pytest.importorskip("diffusers")
+  _, workdir, folder = trained
+  exported = diffusers.UNet3DConditionModel.from_pretrained(workdir / "export" / "unet").eval()
+  base = diffusers.UNet3DConditionModel.from_pretrained(folder / "unet").eval()
+  base.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(str(workdir / "export" /
+                                                                          "motion.safetensors")).items()},
+                       strict=False)
+  x, text = torch.randn(1, 4, 3, 8, 8, generator=torch.manual_seed(0)), torch.randn(1, 5, 32)
+  module, params = load_pretrained(workdir / "export" / "unet")
+  with torch.no_grad():
+    theirs, patched = exported(x, 500, text).sample.numpy(), base(x, 500, text).sample.numpy()
+  ours = np.asarray(module.apply({"params": params}, jnp.asarray(x.numpy().transpose(0, 2, 3, 4, 1)), 500,
+                                 jnp.asarray(text.numpy()))).transpose(0, 4, 1, 2, 3)
+  np.testing.assert_array_equal(theirs, patched)  # the export = the base with the changed tensors put in
+  assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
 
 
 def test_latents_are_cached_and_windows_drawn_from_them(trained):
@@ -154,6 +174,7 @@ def test_latents_are_cached_and_windows_drawn_from_them(trained):
   setup = motion.make_setup(config, workdir)
   assert setup.captions == ["a blob doing the sks motion", "a blob moving up and down"]
   assert [len(m) for m in setup.instance.moments] == [6, 6] and setup.instance.moments[0].shape[1:] == (8, 8, 8)
+  assert len(setup.selected) > 0 and setup.unet.config.block_out_channels == (16, 32)
   example = motion.draw_example(config, setup, 1, np.random.default_rng(0))
   assert example["instance"].shape == example["reg"].shape == (4, 8, 8, 4)
   assert example["instance_caption"] == 0 and example["reg_caption"] == 1

@@ -1,10 +1,10 @@
 """Motion customisation of a text-to-video model (Materzynska et al., arXiv 2312.04966).
 
 Variants:
-  tiny    a small text-to-video pipeline written to WORKDIR/tiny-random (random UNet3D and text encoder, a VAE
-          trained briefly on the clips' frames) and synthetic clips under WORKDIR/synthetic: a blob tracing a
-          circle ("a blob doing the sks motion") against regularisation clips of it moving up and down; 8 frames
-          of 32 px on 8 CPU devices
+  tiny    synthetic clips under WORKDIR/synthetic: a blob tracing a circle ("a blob doing the sks motion"),
+          regularisation clips of it moving up and down; a small text-to-video base model made under
+          WORKDIR/tiny-synthetic (a VAE trained on the clips' frames, a 2-level UNet3D pretrained on the
+          up-and-down clips, a random text encoder); 8 frames of 32 px on 8 CPU devices
   paper   ZeroScope v2 576w from a local diffusers folder (--config.pretrained=...) and the original's settings:
           temporal layers + temporal convs + cross-attention K/V, prior preservation with lambda 0.5, high-level
           timestep sampling, AdamW 5e-6 (weight decay 0.01, grad clip 1), 3000 steps of 1 instance + 1
@@ -24,7 +24,7 @@ from jaxlab.training import base_config
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c = base_config()
-  c.pretrained = ""                 # a local TextToVideoSDPipeline folder, or 'tiny-random'
+  c.pretrained = ""                 # a local TextToVideoSDPipeline folder, or 'tiny-synthetic'
   # Data: folders of clips (captions in clip.txt beside clip.mp4, else text.json, else the fallback).
   c.videos = ""                     # the motion's clips, or 'synthetic'
   c.reg_videos = ""                 # regularisation clips (caption: sidecar, else the file name, _ as spaces)
@@ -66,14 +66,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.eval_noise = "torch"            # initial latents as torch.manual_seed(seed) draws them (diffusers' pipeline)
   c.eval_batch_size = 1
   c.eval_fps = 8.0                  # frame rate of the written videos
-  # `videos='synthetic'` and `pretrained='tiny-random'` (the tiny variant).
+  # `videos='synthetic'` and `pretrained='tiny-synthetic'` (the tiny variant).
   c.synthetic = ml_collections.ConfigDict(dict(
       num_clips=8, num_frames=16, caption="a blob doing the {token} motion", reg_caption="a blob moving up and down"))
-  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_widths=(16, 32, 32), vae_steps=300, vae_batch_size=32,
-                                                   vae_lr=2e-3, seed=0))
+  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_widths=(16, 32, 32), vae_steps=200, vae_batch_size=32,
+                                                   vae_lr=2e-3, unet_steps=200, seed=0))
 
   if arg == "tiny":
-    c.pretrained = "tiny-random"
+    c.pretrained = "tiny-synthetic"
     c.videos = "synthetic"
     c.num_frames = 8
     c.resolution = 32

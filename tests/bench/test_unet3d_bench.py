@@ -1,0 +1,31 @@
+"""`jaxlab bench unet3d` on a toy 3D UNet: both motion train steps run, train the same subset, and are timed."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlab.bench import common
+from jaxlab.bench import unet3d as bench
+from jaxlab.diffusion import finetune
+from jaxlab.diffusion.pipeline import random_params
+from jaxlab.methods import motion
+from jaxlab.models import unet3d
+
+pytest.importorskip("diffusers")
+
+
+def test_both_steps_run_on_the_same_subset():
+  c = unet3d.UNet3DConfig(block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                          up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), layers_per_block=1,
+                          attention_head_dim=8, cross_attention_dim=16, norm_num_groups=8, sample_size=8)
+  size = dict(config=c, frames=2, batch_size=2, text_dim=16)
+  batch = bench.random_batch(size, 2)
+  module = unet3d.UNet3DConditionModel(c)
+  base = random_params(module, *unet3d.FAMILY.dummy_inputs(module))
+  selected = finetune.select(base, motion.trainable_rule(bench.MODULES), unet3d.NAMING)
+  ours, flops, _ = common.jax_train_step(bench._task(module, base, selected), batch)
+  theirs, _, device, their_trained = bench._reference_step(c, batch, "float32")
+  assert their_trained == sum(int(np.prod(v.shape)) for v in jax.tree.leaves(finetune.split(base, selected)[0]))
+  times = common.time_in_turns(2, ours, theirs)
+  assert [len(t) for t in times] == [2, 2] and flops > 0 and device in ("cpu", "cuda")
+  assert np.all(np.array(times) > 0)
