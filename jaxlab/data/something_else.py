@@ -33,9 +33,9 @@ FRAMES_DIR = "frames"
 SPLITS_DIR = "dataset_splits"
 SSV2_LABELS = "something-something-v2-labels.json"
 SSV2_LISTS = {"train": "something-something-v2-train.json", "validation": "something-something-v2-validation.json"}
-BOX_FILES = {  # box source -> (parts to merge, single merged file)
-    "ground_truth": ("bounding_box_smthsmth_part*.json", "annotations.json"),
-    "detected": ("detected_compositional_part*.json", "detected_annotations.json"),
+BOX_FILES = {  # box source -> (the released parts, merged by video id; or one merged file)
+    "ground_truth": ([f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5)], "annotations.json"),
+    "detected": ([f"detected_compositional_part{i}.json" for i in range(1, 4)], "detected_annotations.json"),
 }
 
 
@@ -130,13 +130,17 @@ def read_ssv2(root: Path) -> tuple[dict[str, int], dict[str, str]]:
 def read_boxes(root: Path, source: str = "ground_truth") -> tuple[dict, list[str]]:
   """The box annotations (video id -> frames), merged over the parts, and the ids found in more than one part
   (the first part's frames are kept)."""
-  parts_glob, merged = BOX_FILES[source]
+  part_names, merged = BOX_FILES[source]
   root = Path(root)
-  parts = sorted(root.glob(parts_glob))
-  files = parts or ([root / merged] if (root / merged).is_file() else [])
+  missing = [name for name in part_names if not (root / name).is_file()]
+  if missing and len(missing) < len(part_names):
+    raise UserError(f"{root} lacks {', '.join(missing)} of the {len(part_names)} box annotation parts; download "
+                    f"the missing part (or merge the parts you mean to use into one {merged})")
+  files = [root / name for name in part_names] if not missing else \
+      [root / merged] if (root / merged).is_file() else []
   if not files:
-    raise UserError(f"no box annotations in {root}: expected {parts_glob} (the Google Drive parts) or one "
-                    f"merged {merged}")
+    raise UserError(f"no box annotations in {root}: expected {part_names[0]} ... {part_names[-1]} (the Google "
+                    f"Drive parts) or one merged {merged}")
   boxes, duplicates = {}, []
   for path in files:
     part = _read_json(path, "box annotations")
