@@ -161,7 +161,7 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
     ssv2_labels, ssv2_splits = ssv2
     entries = se.read_split(entries_path)
     bad, jobs, seen = [], [], set()
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
       video_id = str(entry.get("id")) if isinstance(entry, dict) else None
       kind, problem = "split entry", se.entry_problem(entry, classes)
       if problem is None and video_id in seen:
@@ -176,7 +176,8 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
         if source is None:
           problem = f"no video ({se.VIDEO_DIR}/{video_id}.webm or {se.FRAMES_DIR}/{video_id}/)"
       if problem:
-        bad.append({"id": video_id, "kind": kind, "reason": problem})
+        bad.append({"id": video_id, "entry": f"{entries_path.name} entry {position}", "kind": kind,
+                    "reason": problem})
         self._stop_if_failing(split, bad)
         continue
       name = se.class_name(entry["template"])
@@ -204,8 +205,9 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
   def _stop_if_failing(self, split, bad):
     if bad and self.builder_config.on_bad_example == "fail":
       first = bad[0]
-      raise UserError(f"{split}: video {first['id']}: {first['reason']}. Fix or remove it, or build with "
-                       "on_bad_example='skip' to leave such rows out.")
+      where = f" ({first['entry']})" if "entry" in first else ""
+      raise UserError(f"{split}: video {first['id']}{where}: {first['reason']}. Fix or remove it, or build with "
+                      "on_bad_example='skip' to leave such rows out.")
 
   def _report(self, split: str, rows: int, bad: list, adjusted: list, objects: Counter, note: str = ""):
     path = Path(self.data_dir) / "bad_examples.json"

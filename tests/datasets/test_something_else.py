@@ -175,6 +175,7 @@ def test_webm_videos_and_broken_rows(webm_release, tmp_path):
   assert reasons[ids["missing"]].startswith("no video")
   assert reasons[ids["corrupt"]].startswith("unreadable video")
   assert "not in the split's label file" in reasons["999999"]
+  assert {b["id"]: b.get("entry") for b in train_report["examples"]}["999999"] == "train.json entry 13"
   assert train_report["adjusted_examples"] == [
       {"id": ids["longer"], "notes": [f"boxes for 3 frames beyond the video's {ids['frames']} dropped"]}]
 
