@@ -19,13 +19,12 @@ label file (its integer values are ignored, as the original loader does).
 
 from collections.abc import Sequence
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from jaxlab.data import video as video_lib
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 FPS = 12.0
 VIDEO_DIR = "20bn-something-something-v2"
@@ -68,18 +67,9 @@ def class_name(template: str) -> str:
   return template.replace("[", "").replace("]", "")
 
 
-def _read_json(path: Path, what: str):
-  if not path.is_file():
-    raise UserError(f"{path} not found ({what})")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path} is not valid JSON ({e}); download it again") from None
-
-
 def read_classes(path: Path) -> list[str]:
   """The sorted class names of a label file (`{class name: id}`); the sorted position is the class id."""
-  labels = _read_json(path, "a Something-Else label file")
+  labels = read_json(path, "a Something-Else label file")
   if not isinstance(labels, dict) or not labels:
     raise UserError(f"{path} should map class names to ids")
   return sorted(labels)
@@ -98,7 +88,7 @@ def split_paths(root: Path, family: str) -> dict[str, tuple[Path, Path]]:
 
 
 def read_split(path: Path) -> list:
-  entries = _read_json(path, "a Something-Else split file")
+  entries = read_json(path, "a Something-Else split file")
   if not isinstance(entries, list):
     raise UserError(f"{path} should hold a list of {{id, label, template, placeholders}} entries")
   return entries
@@ -119,11 +109,11 @@ def read_ssv2(root: Path) -> tuple[dict[str, int], dict[str, str]]:
   root = Path(root)
   labels = {}
   if (root / SSV2_LABELS).is_file():
-    labels = {name: int(index) for name, index in _read_json(root / SSV2_LABELS, "SSv2 labels").items()}
+    labels = {name: int(index) for name, index in read_json(root / SSV2_LABELS, "SSv2 labels").items()}
   splits = {}
   for split, name in SSV2_LISTS.items():
     if (root / name).is_file():
-      splits.update({str(e["id"]): split for e in _read_json(root / name, "an SSv2 list") if "id" in e})
+      splits.update({str(e["id"]): split for e in read_json(root / name, "an SSv2 list") if "id" in e})
   return labels, splits
 
 
@@ -143,7 +133,7 @@ def read_boxes(root: Path, source: str = "ground_truth") -> tuple[dict, list[str
                     f"Drive parts) or one merged {merged}")
   boxes, duplicates = {}, []
   for path in files:
-    part = _read_json(path, "box annotations")
+    part = read_json(path, "box annotations")
     if not isinstance(part, dict):
       raise UserError(f"{path} should map video ids to lists of frames")
     for video_id, frames in part.items():

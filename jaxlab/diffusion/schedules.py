@@ -7,13 +7,12 @@ trajectories agree with it.
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SPACINGS = ("leading", "trailing", "linspace")
@@ -77,7 +76,7 @@ class NoiseSchedule:
     path = Path(folder) / "scheduler_config.json"
     if not path.is_file():
       raise UserError(f"{folder} has no scheduler_config.json; is it the scheduler/ folder of a diffusers pipeline?")
-    return cls.from_config(json.loads(path.read_text()))
+    return cls.from_config(read_json(path, "a diffusers scheduler config"))
 
   @property
   def num_train_timesteps(self) -> int:
