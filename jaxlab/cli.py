@@ -20,6 +20,22 @@ from jaxlab.errors import UserError
 _VERB_MODULES = ("jaxlab.find.cli", "jaxlab.audit.cli", "jaxlab.diffusion.cli", "jaxlab.data.cli")
 
 
+def at_least(minimum: int):
+  """An argparse type: an integer >= `minimum` (for counts and sizes, where 0 or -1 would silently do nothing)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+    return value
+
+  parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its message
+  return parse
+
+
 def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
   """Separates `--config.key=value` (or `--config.key value`) from the other arguments."""
   rest, overrides = [], []
@@ -90,8 +106,16 @@ def _bench(args, overrides) -> int:
   return 0
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse, with a wrong flag reported in one line (usage is one `--help` away)."""
+
+  def error(self, message):
+    print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0])
+  parser = _Parser(prog="jaxlab", description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
   p = sub.add_parser("train", help="train a method; resumes from the latest checkpoint in --workdir")
@@ -103,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("eval", help="evaluate the latest (or --step) checkpoint of a run")
   p.add_argument("method")
   p.add_argument("--workdir", required=True)
-  p.add_argument("--step", type=int, default=None)
+  p.add_argument("--step", type=at_least(0), default=None)
   p.set_defaults(handler=_eval)
 
   p = sub.add_parser("demo", help="every method's tiny config end to end, then a report")
@@ -113,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("bench", help="step time, throughput, MFU and memory, beside the PyTorch reference")
   p.add_argument("model")
-  p.add_argument("--batch-size", type=int, default=None)
-  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--batch-size", type=at_least(1), default=None)
+  p.add_argument("--steps", type=at_least(1), default=10)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--config", dest="config_variant", default="small", help="model size: small | paper")
+  p.add_argument("--config", dest="config_variant", default="small", choices=["small", "paper"], help="model size")
   p.add_argument("--no-reference", action="store_true", help="skip the PyTorch side")
   p.set_defaults(handler=_bench)
 
@@ -142,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args, overrides) or 0
   except UserError as e:
     print(f"jaxlab: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    if e.filename is None:  # not about a path the user gave (a socket, a library): a bug until shown otherwise
+      raise
+    # A path that is a file where a folder is needed (or the reverse), missing, or not writable.
+    print(f"jaxlab: error: {e.filename}: {e.strerror}; check the path", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("jaxlab: interrupted", file=sys.stderr)

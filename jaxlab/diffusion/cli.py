@@ -7,23 +7,27 @@
 of changed tensors (keyed by diffusers names) over the pipeline's UNet.
 """
 
+from pathlib import Path
 import sys
+
+from jaxlab.errors import UserError
 
 
 def register(subparsers) -> None:
+  from jaxlab.cli import at_least
   p = subparsers.add_parser("generate", help="text-to-image with a local Stable Diffusion folder (DDIM + CFG)")
   p.add_argument("--pipeline", required=True, help="a local diffusers pipeline folder (model_index.json, unet/, ...)")
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--prompt", help="one prompt")
   source.add_argument("--prompts", help="a CSV with prompt, evaluation_seed, case_number")
   p.add_argument("--seed", type=int, default=0, help="the seed for --prompt")
-  p.add_argument("--num-images", type=int, default=1, help="images per prompt")
-  p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+  p.add_argument("--num-images", type=at_least(1), default=1, help="images per prompt")
+  p.add_argument("--steps", type=at_least(1), default=50, help="DDIM steps")
   p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
   p.add_argument("--negative-prompt", default="")
   p.add_argument("--height", type=int, default=None)
   p.add_argument("--width", type=int, default=None)
-  p.add_argument("--batch-size", type=int, default=1, help="prompts per compiled call")
+  p.add_argument("--batch-size", type=at_least(1), default=1, help="prompts per compiled call")
   p.add_argument("--noise", choices=["jax", "torch"], default="jax",
                  help="initial latents from JAX's RNG, or torch.manual_seed(seed) as the papers' scripts")
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="UNet/text compute dtype")
@@ -40,18 +44,23 @@ def _generate(args, overrides) -> int:
   import jax.numpy as jnp
 
   from jaxlab.diffusion import finetune, generate, pipeline
-  from jaxlab.models import load_pretrained, unet2d
+  from jaxlab.models import load_pretrained, unet2d, weights
 
-  if args.prompts:  # read first: a mistake in the prompt file is found before the models load
+  # The user's files are read first: a mistake in them is found before the pipeline loads.
+  if Path(args.out).is_file():
+    raise UserError(f"--out {args.out} is a file; pass a folder for the images (it is created if missing)")
+  if args.prompts:
     rows = generate.read_prompt_csv(args.prompts)
   else:
     rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
+  if args.unet:
+    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype), expect=("UNet2DConditionModel",))
+  changed = weights.read_safetensors_file(args.unet_weights) if args.unet_weights else None
   pipe = pipeline.StableDiffusion.load(args.pipeline, dtype=jnp.dtype(args.dtype))
   if args.unet:
-    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
     pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": unet_params})
-  if args.unet_weights:
-    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
+  if changed is not None:
+    unet_params = finetune.load_subset(pipe.params["unet"], changed, unet2d.LAYER_LISTS, name=args.unet_weights)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
 
   def progress(done, total):

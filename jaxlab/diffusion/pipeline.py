@@ -71,11 +71,11 @@ class StableDiffusion:
     """A local diffusers pipeline folder; `dtype` is the compute dtype (params stay float32). The VAE runs in
     float32 when its config asks for it (`force_upcast`), as diffusers does."""
     folder = check_pipeline_folder(folder)
-    unet, unet_params = load_pretrained(folder / "unet", dtype=dtype)
-    vae, vae_params = load_pretrained(folder / "vae")
+    unet, unet_params = load_pretrained(folder / "unet", dtype=dtype, expect=("UNet2DConditionModel",))
+    vae, vae_params = load_pretrained(folder / "vae", expect=("AutoencoderKL",))
     if not vae.config.force_upcast:
       vae = vae.clone(dtype=dtype)
-    text_encoder, text_params = load_pretrained(folder / "text_encoder", dtype=dtype)
+    text_encoder, text_params = load_pretrained(folder / "text_encoder", dtype=dtype, expect=("CLIPTextModel",))
     return cls(unet, vae, text_encoder, CLIPTokenizer.from_folder(folder / "tokenizer"),
                NoiseSchedule.from_folder(folder / "scheduler"),
                {"unet": unet_params, "vae": vae_params, "text_encoder": text_params})

@@ -143,6 +143,14 @@ def shape_mismatch(saved_tree, abstract_state) -> str | None:
   return None
 
 
+def refuse_empty_state(abstract_state) -> None:
+  """Refuses a config that builds an array with no elements (a size set to 0), which cannot be trained or saved."""
+  empty = [f"{key} {list(shape)}" for key, shape in _leaves(abstract_state).items() if 0 in shape]
+  if empty:
+    raise UserError(f"the config builds empty arrays ({', '.join(empty[:3])}); a size in the config is 0, make it "
+                    "positive")
+
+
 def refuse_reshaped_resume(step: int, checkpoint_dir, mismatch: str, changes: dict) -> None:
   """Raises the one-line error for a config whose state no longer fits the checkpoint."""
   keys = f"the config changes {describe(changes)}" if changes else "the config changed"
