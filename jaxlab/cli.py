@@ -1,6 +1,6 @@
 """The `jaxlab` command.
 
-  jaxlab train METHOD --config train/configs/METHOD.py:VARIANT --workdir DIR [--config.KEY=VALUE ...]
+  jaxlab train METHOD --config METHOD:VARIANT --workdir DIR [--config.KEY=VALUE ...]   (or --config FILE.py:VARIANT)
   jaxlab eval METHOD --workdir DIR [--step N]
   jaxlab demo [--workdir DIR] [--only METHOD,...]
   jaxlab bench MODEL [--batch-size N] [--steps N]
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("train", help="train a method; resumes from the latest checkpoint in --workdir")
   p.add_argument("method")
-  p.add_argument("--config", required=True, help="train/configs/METHOD.py:VARIANT")
+  p.add_argument("--config", required=True, help="METHOD:VARIANT (the packaged config) or path/to/config.py:VARIANT")
   p.add_argument("--workdir", required=True)
   p.set_defaults(handler=_train)
 

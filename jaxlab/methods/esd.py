@@ -352,9 +352,6 @@ def export(config, workdir) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- demo
 
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
-
-
 def _image_grid(rows: list[np.ndarray], scale: int = 4) -> Image.Image:
   """Rows of uint8 images side by side, enlarged `scale` times (nearest) so tiny images stay visible."""
   grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
@@ -377,7 +374,7 @@ def _loss_curve(losses: list[tuple[int, float]], path: Path) -> Path:
 def demo(workdir) -> DemoSection:
   """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
   workdir = Path(workdir)
-  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  config = training.load_config("esd:tiny")
   training.save_config(config, workdir)
   setup = make_setup(config, workdir)
   result = training.train(make_task(config, workdir, setup), config, workdir)

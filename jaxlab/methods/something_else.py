@@ -393,12 +393,8 @@ def export(config, workdir) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- demo
 
-def _config_file() -> Path:
-  return Path(__file__).resolve().parents[2] / "train" / "configs" / "something_else.py"
-
-
 def _train_tiny(variant: str, data_dir: Path, run: Path, **overrides) -> tuple[dict, ml_collections.ConfigDict]:
-  config = training.load_config(f"{_config_file()}:{variant}")
+  config = training.load_config(f"something_else:{variant}")
   config.data_dir = str(data_dir)
   config.update(overrides)
   training.save_config(config, run)
