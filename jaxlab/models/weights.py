@@ -171,7 +171,7 @@ def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
   if stack_len is None:
     return [naming.torch_key(path)]
   keys = [naming.torch_key(path, i) for i in range(stack_len)]
-  if len(set(keys)) == 1:
+  if naming.torch_key(path, 0) == naming.torch_key(path, 1):  # the index lands nowhere (a stack of one too)
     raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
   return keys
 
