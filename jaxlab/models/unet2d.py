@@ -103,8 +103,8 @@ class UNet2DConditionModel(nn.Module):
       skips += outputs
 
     if c.mid_block_type is not None:
-      x = UNetMidBlock(mid_spec(c), c.block_options, self.remat_policy, self.dtype, self.param_dtype,
-                       name="mid_block")(x, temb, context)
+      x = UNetMidBlock(mid_spec(c), c.block_options, self.remat_policy, dtype=self.dtype,
+                       param_dtype=self.param_dtype, name="mid_block")(x, temb, context)
 
     for i, spec in enumerate(up_specs(c)):
       n = spec.num_layers
