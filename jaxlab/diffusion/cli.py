@@ -42,6 +42,10 @@ def _generate(args, overrides) -> int:
   from jaxlab.diffusion import finetune, generate, pipeline
   from jaxlab.models import load_pretrained, unet2d
 
+  if args.prompts:  # read first: a mistake in the prompt file is found before the models load
+    rows = generate.read_prompt_csv(args.prompts)
+  else:
+    rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
   pipe = pipeline.StableDiffusion.load(args.pipeline, dtype=jnp.dtype(args.dtype))
   if args.unet:
     unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
@@ -49,10 +53,6 @@ def _generate(args, overrides) -> int:
   if args.unet_weights:
     unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
-  if args.prompts:
-    rows = generate.read_prompt_csv(args.prompts)
-  else:
-    rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
 
   def progress(done, total):
     print(f"\r{done}/{total} prompts", end="", file=sys.stderr, flush=True)
