@@ -10,6 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Float32 matmuls at full precision, so that parity tests hold on GPUs (TF32 by default) and TPUs (bf16 passes)
 # as they do on CPU.
 os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+# No persistent compilation cache unless a test asks for one: nothing written under ~, no compile skipped.
+os.environ.setdefault("JAXLAB_COMPILATION_CACHE", "")
 
 from pathlib import Path  # noqa: E402
 

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlab import parallel
+from jaxlab import compilation_cache, parallel
 from jaxlab.training.checkpoint import Checkpointer
 from jaxlab.training.metrics import MetricWriter
 from jaxlab.training.task import Task
@@ -29,12 +29,6 @@ class TrainingStopped(Exception):
 
 # Fault injection for the resume tests: the process kills itself (SIGKILL) once this step has run.
 _KILL_AT_STEP_ENV = "JAXLAB_TEST_KILL_AT_STEP"
-
-
-def configure_compilation_cache(directory: str | None) -> None:
-  if directory:
-    jax.config.update("jax_compilation_cache_dir", str(Path(directory).expanduser()))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
 
 def _split_variables(variables: Mapping):
@@ -149,7 +143,7 @@ def train(task: Task, config, workdir) -> dict:
   (the caller exits 0); on a non-finite loss it raises `TrainingStopped`, keeping the last good checkpoint.
   """
   workdir = Path(workdir)
-  configure_compilation_cache(config.get("compilation_cache_dir"))
+  compilation_cache.configure(config.get("compilation_cache_dir", compilation_cache.default_directory()))
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
                               asynchronous=config.async_checkpointing)
