@@ -59,7 +59,7 @@ def image_paths(out_dir, row: PromptRow, num_images: int) -> list[Path]:
 
 def generate_rows(pipe: StableDiffusion, rows: list[PromptRow], out_dir, num_images: int = 1, num_steps: int = 50,
                   guidance_scale: float = 7.5, noise_source: str = "jax", batch_size: int = 4,
-                  height: int | None = None, width: int | None = None, negative_prompt: str = "",
+                  height: int | None = None, width: int | None = None, negative_prompt: str | None = "",
                   unet_params=None, overwrite: bool = False, progress=None) -> list[Path]:
   """Writes `<case>_<k>.png` for each row (rows whose images all exist are skipped unless `overwrite`).
 
