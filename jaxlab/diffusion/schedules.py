@@ -274,7 +274,7 @@ def scheduler_from_folder(folder, kind: str = "auto") -> NoiseSchedule | DPMSolv
   path = Path(folder) / "scheduler_config.json"
   if not path.is_file():
     raise UserError(f"{folder} has no scheduler_config.json; is it the scheduler/ folder of a diffusers pipeline?")
-  config = json.loads(path.read_text())
+  config = read_json(path, "a diffusers scheduler config")
   if kind == "auto":
     kind = "dpmsolver++" if config.get("_class_name") == "DPMSolverMultistepScheduler" else "ddim"
   if kind not in SCHEDULERS:
