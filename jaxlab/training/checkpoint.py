@@ -42,6 +42,15 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+  def restore_params(self, step: int, abstract_params):
+    """Only the `params` of a saved state (no optimiser state is read), onto the shardings carried by
+    `abstract_params`. For a Checkpointer opened to read: orbax keeps one handler per item, fixed by the first
+    save or restore."""
+    item = {"params": abstract_params}
+    args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                                  partial_restore=True)
+    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
+
   def reached_preemption(self, step: int) -> bool:
     """True on every host once the cluster's preemption notice (multi-host TPU/GPU) reaches `step`."""
     return jax.process_count() > 1 and self._manager.reached_preemption(step)
