@@ -324,13 +324,12 @@ def export(config, workdir) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- demo
 
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
 
 
 def demo(workdir) -> DemoSection:
   """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
   workdir = Path(workdir)
-  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  config = training.load_config("esd:tiny")
   training.save_config(config, workdir)
   setup = make_setup(config, workdir)
   result = training.train(make_task(config, workdir, setup), config, workdir)
