@@ -152,7 +152,9 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
   with parallel.mesh_context(mesh):
     state = jax.jit(init_state, out_shardings=shardings)(rng)
   if task.pretrained is not None:
-    state["params"] = jax.device_put(task.pretrained(), shardings["params"])
+    # Fresh buffers: the step donates the state's, and `pretrained` may hand over device arrays that its caller
+    # (and the frozen tree placed from them) still holds.
+    state["params"] = jax.device_put(jax.tree.map(jnp.copy, task.pretrained()), shardings["params"])
     state["opt_state"] = jax.jit(task.optimizer.init, out_shardings=shardings["opt_state"])(state["params"])
   return state, abstract, shardings, None
 
