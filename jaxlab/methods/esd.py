@@ -358,6 +358,19 @@ def _image_grid(rows: list[np.ndarray], scale: int = 4) -> Image.Image:
   return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
 
 
+def before_after(config, setup: Setup, trainable, path: Path) -> tuple[Path, list[str]]:
+  """A PNG of images for the concept and for `preserve_prompt` (two seeds each): the original UNet's on top,
+  the erased one's below; and the prompts, left to right."""
+  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
+  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
+  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
+  before = setup.pipe.generate(prompts, noise, config.eval_steps)
+  after = setup.pipe.generate(prompts, noise, config.eval_steps,
+                              unet_params=finetune.merge(trainable, setup.original))
+  _image_grid([before, after]).save(path)
+  return Path(path), prompts
+
+
 def _loss_curve(losses: list[tuple[int, float]], path: Path) -> Path:
   import matplotlib
   matplotlib.use("Agg")
@@ -383,14 +396,7 @@ def demo(workdir) -> DemoSection:
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
 
-  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
-  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
-  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
-  before = setup.pipe.generate(prompts, noise, config.eval_steps)
-  after = setup.pipe.generate(prompts, noise, config.eval_steps,
-                              unet_params=finetune.merge(trainable, setup.original))
-  grid = workdir / "before_after.png"
-  _image_grid([before, after]).save(grid)
+  grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
   curve = _loss_curve(losses, workdir / "loss.png")
 
   figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],
