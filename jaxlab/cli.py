@@ -43,28 +43,32 @@ def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def _train(args, overrides) -> int:
   from jaxlab import methods, training, parallel
   parallel.initialize()
-  method = methods.get(args.method)
+  method = methods.get(args.method, needs="make_task")
   config = training.load_config(args.config, overrides)
-  training.save_config(config, args.workdir)
-  task = method.make_task(config, args.workdir)
-  try:
-    result = training.train(task, config, args.workdir)
-  except training.TrainingStopped as e:
-    print(f"jaxlab: training stopped: {e}", file=sys.stderr)
-    return 1
-  summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-  print(f"{'preempted' if result.get('preempted') else 'done'}: {summary}")
-  if hasattr(method, "export") and not result.get("preempted"):
-    for path in method.export(config, args.workdir) or ():
-      print(f"exported {path}")
+  methods.check_config(args.method, config, args.config, f"pass train/configs/{args.method}.py:VARIANT")
+  training.check_settings(config)
+  with training.workdir.hold(args.workdir):
+    task = method.make_task(config, args.workdir)
+    try:
+      result = training.train(task, config, args.workdir)
+    except training.TrainingStopped as e:
+      print(f"jaxlab: training stopped: {e}", file=sys.stderr)
+      return 1
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    print(f"{'preempted' if result.get('preempted') else 'done'}: {summary}")
+    if hasattr(method, "export") and not result.get("preempted"):
+      for path in method.export(config, args.workdir) or ():
+        print(f"exported {path}")
   return 0
 
 
 def _eval(args, overrides) -> int:
   from jaxlab import methods, training, parallel
   parallel.initialize()
-  method = methods.get(args.method)
+  method = methods.get(args.method, needs="evaluate")
   config = training.load_saved_config(args.workdir)
+  methods.check_config(args.method, config, f"{args.workdir}/config.json",
+                       f"evaluate it with `jaxlab eval {{owner}} --workdir {args.workdir}`")
   for item in overrides:
     training.config.apply_override(config, item)
   metrics = method.evaluate(config, args.workdir, step=args.step)

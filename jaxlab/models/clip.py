@@ -413,6 +413,9 @@ def _strip_prefix(prefix: str):
   return rename
 
 
+NAMING = weights.Naming(frozenset({"layers"}))
+
+
 def _ids(c: CLIPTextConfig):
   return jnp.zeros((1, c.max_position_embeddings), jnp.int32)
 
@@ -440,7 +443,7 @@ def _register_tower(name: str) -> weights.Family:
           read_config(config), dtype=dtype, param_dtype=param_dtype),
       to_config=lambda module: _tower_config(module.config, model_type, name),
       dummy_inputs=lambda module: (_ids(module.config),) if is_text else (_pixels(module.config, module.dtype),),
-      layer_lists=frozenset({"layers"}),
+      naming=NAMING,
       rename_in=rename_in,
   ))
 
@@ -473,6 +476,6 @@ CLIP_FAMILY = weights.register(weights.Family(
     from_config=_clip_from_config,
     to_config=_clip_to_config,
     dummy_inputs=lambda m: (_ids(m.text_config), _pixels(m.vision_config, m.dtype)),
-    layer_lists=frozenset({"layers"}),
+    naming=NAMING,
     rename_in=_drop_stale,
 ))

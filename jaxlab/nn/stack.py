@@ -3,6 +3,8 @@
 import jax
 from flax import linen as nn
 
+LAYERS_AXIS = "layers"  # the logical axis of a scanned stack's parameters: row i is layer i
+
 
 def repeat_layers(layer: type[nn.Module], count: int, x, *args, name: str, scan: bool = True,
                   remat_policy: str | None = None, **layer_fields):
@@ -18,7 +20,7 @@ def repeat_layers(layer: type[nn.Module], count: int, x, *args, name: str, scan:
   if scan:
     stack = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
                     in_axes=(nn.broadcast,) * len(args), length=count,
-                    metadata_params={nn.PARTITION_NAME: "layers"})
+                    metadata_params={nn.PARTITION_NAME: LAYERS_AXIS})
     x, _ = stack(**layer_fields, name=name)(x, *args)
     return x
   for i in range(count):

@@ -28,6 +28,23 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def check_settings(config: ml_collections.ConfigDict) -> None:
+  """Refuses loop settings the loop cannot run, before any expensive work (data, models, compilation)."""
+  import jax
+  from jaxlab import parallel
+  for key, least in (("total_steps", 1), ("log_every", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
+                     ("eval_every", 0), ("batch_size", 1)):
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+      raise UserError(f"--config.{key}={value!r}: must be an integer >= {least}")
+  mesh = parallel.make_mesh(dict(config.mesh))
+  replicas = mesh.shape["data"] * mesh.shape["fsdp"]
+  for count, what in ((jax.process_count(), "processes"), (replicas, "data-parallel devices (mesh data x fsdp)")):
+    if config.batch_size % count:
+      raise UserError(f"--config.batch_size={config.batch_size} is not divisible by the {count} {what}; use a "
+                      f"multiple of {count}")
+
+
 def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
   """`METHOD[:arg]` or `path/to/config.py[:arg]`, plus `key.sub=value` overrides (values parsed as JSON when they
   can be)."""
@@ -100,8 +117,22 @@ def save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
   (Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
-def load_saved_config(workdir: Path) -> ml_collections.ConfigDict:
+def read_saved_config(workdir: Path) -> dict | None:
+  """The `config.json` of a run's workdir as plain JSON, or None when there is none."""
   path = Path(workdir) / "config.json"
   if not path.is_file():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except ValueError:
+    raise UserError(f"{path} is not valid JSON; restore it from a backup, or delete it (a resume then keeps "
+                    "only the new config)") from None
+
+
+def load_saved_config(workdir: Path) -> ml_collections.ConfigDict:
+  if Path(workdir).is_file():
+    raise UserError(f"--workdir {workdir} is a file; pass the folder of a `jaxlab train` run")
+  saved = read_saved_config(workdir)
+  if saved is None:
     raise UserError(f"{workdir} holds no config.json; is it the --workdir of a `jaxlab train` run?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(saved)
