@@ -50,7 +50,7 @@ def test_notebook_is_its_source_without_outputs(name):
 
 
 @pytest.fixture(scope="module")
-def kernel_name(tmp_path_factory) -> str:
+def jupyter_path(tmp_path_factory) -> str:
   """A kernel spec running this interpreter (so the notebooks see this environment, not a global Jupyter's)."""
   folder = tmp_path_factory.mktemp("jupyter") / "kernels" / "jaxlab-suite"
   folder.mkdir(parents=True)
@@ -61,10 +61,10 @@ def kernel_name(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, kernel_name, tmp_path, monkeypatch):
+def test_notebook_runs(name, jupyter_path, tmp_path, monkeypatch):
   import nbclient
   import nbformat
-  monkeypatch.setenv("JUPYTER_PATH", kernel_name)
+  monkeypatch.setenv("JUPYTER_PATH", jupyter_path)
   nb = nbformat.reads((COLAB / f"{name}.ipynb").read_text(), as_version=4)
   index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
   if name in SUITE_SETTINGS:
@@ -73,6 +73,9 @@ def test_notebook_runs(name, kernel_name, tmp_path, monkeypatch):
   nbclient.NotebookClient(nb, kernel_name="jaxlab-suite", timeout=CELL_TIMEOUT_S,
                           resources={"metadata": {"path": str(tmp_path)}}).execute()
   print(f"{name}.ipynb ran in {time.time() - start:.1f} s")
+  shown = [kind for c in nb.cells for o in c.get("outputs", []) for kind in o.get("data", {})
+           if kind.startswith("image/") or kind == "text/markdown"]
+  assert shown, "the notebook showed no figure or table inline"
   for cell in nb.cells:
     timing = cell.metadata.get("execution", {})
     if "shell.execute_reply" in timing:
