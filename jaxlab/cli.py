@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 
+from jaxlab import compilation_cache
 from jaxlab.errors import UserError
 
 # Packages that add their own verbs: each has `register(subparsers)`; heavy imports stay in the handlers.
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if overrides and args.command not in ("train", "eval"):
       raise UserError(f"--config.* overrides apply to train and eval, not {args.command}")
+    compilation_cache.configure(compilation_cache.default_directory())
     return args.handler(args, overrides) or 0
   except UserError as e:
     print(f"jaxlab: error: {e}", file=sys.stderr)

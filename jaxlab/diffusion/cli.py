@@ -1,4 +1,4 @@
-"""`jaxlab generate`: images from a local diffusers SD folder, one prompt or a prompt CSV.
+"""`jaxlab generate`: images from a local diffusers SD or SDXL folder, one prompt or a prompt CSV.
 
   jaxlab generate --pipeline DIR --prompt "a photo of a cat" --seed 0 [--num-images 4] --out DIR
   jaxlab generate --pipeline DIR --prompts prompts.csv --out DIR      # <case_number>_<k>.png per row
@@ -11,7 +11,7 @@ import sys
 
 
 def register(subparsers) -> None:
-  p = subparsers.add_parser("generate", help="text-to-image with a local Stable Diffusion folder (DDIM + CFG)")
+  p = subparsers.add_parser("generate", help="text-to-image with a local Stable Diffusion (XL) folder (DDIM + CFG)")
   p.add_argument("--pipeline", required=True, help="a local diffusers pipeline folder (model_index.json, unet/, ...)")
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--prompt", help="one prompt")
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
   p.add_argument("--num-images", type=int, default=1, help="images per prompt")
   p.add_argument("--steps", type=int, default=50, help="DDIM steps")
   p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
-  p.add_argument("--negative-prompt", default="")
+  p.add_argument("--negative-prompt", default=None,
+                 help="default: the empty prompt (SD), zero conditioning (SDXL), as diffusers")
   p.add_argument("--height", type=int, default=None)
   p.add_argument("--width", type=int, default=None)
   p.add_argument("--batch-size", type=int, default=1, help="prompts per compiled call")
@@ -42,17 +43,17 @@ def _generate(args, overrides) -> int:
   from jaxlab.diffusion import finetune, generate, pipeline
   from jaxlab.models import load_pretrained, unet2d
 
-  pipe = pipeline.StableDiffusion.load(args.pipeline, dtype=jnp.dtype(args.dtype))
+  if args.prompts:  # read first: a mistake in the prompt file is found before the models load
+    rows = generate.read_prompt_csv(args.prompts)
+  else:
+    rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
+  pipe = pipeline.load_pipeline(args.pipeline, dtype=jnp.dtype(args.dtype))
   if args.unet:
     unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
     pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": unet_params})
   if args.unet_weights:
     unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
-  if args.prompts:
-    rows = generate.read_prompt_csv(args.prompts)
-  else:
-    rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
 
   def progress(done, total):
     print(f"\r{done}/{total} prompts", end="", file=sys.stderr, flush=True)

@@ -35,13 +35,21 @@ def read_prompt_csv(path) -> list[PromptRow]:
     if missing:
       raise UserError(f"{path} lacks the columns {', '.join(missing)}; a prompt CSV needs "
                       f"{', '.join(REQUIRED_COLUMNS)}")
-    rows = []
+    rows, lines = [], {}
     for line, row in enumerate(reader, start=2):
+      if None in row.values() or None in row:
+        raise UserError(f"{path}:{line}: the row does not have the header's {len(reader.fieldnames)} fields; quote "
+                        "fields that hold commas")
       try:
         seed = int(float(row["evaluation_seed"]))
       except ValueError:
         raise UserError(f"{path}:{line}: evaluation_seed {row['evaluation_seed']!r} is not a number") from None
-      rows.append(PromptRow(row["prompt"], seed, str(row["case_number"]).strip(), dict(row)))
+      case = str(row["case_number"]).strip()
+      if case in lines:  # images are named by case: a second row would overwrite the first one's
+        raise UserError(f"{path}:{line}: case_number {case} is also on line {lines[case]}; give every row its own "
+                        "case_number (images are written as <case_number>_<k>.png)")
+      lines[case] = line
+      rows.append(PromptRow(row["prompt"], seed, case, dict(row)))
   return rows
 
 
@@ -51,7 +59,7 @@ def image_paths(out_dir, row: PromptRow, num_images: int) -> list[Path]:
 
 def generate_rows(pipe: StableDiffusion, rows: list[PromptRow], out_dir, num_images: int = 1, num_steps: int = 50,
                   guidance_scale: float = 7.5, noise_source: str = "jax", batch_size: int = 4,
-                  height: int | None = None, width: int | None = None, negative_prompt: str = "",
+                  height: int | None = None, width: int | None = None, negative_prompt: str | None = "",
                   unet_params=None, overwrite: bool = False, progress=None) -> list[Path]:
   """Writes `<case>_<k>.png` for each row (rows whose images all exist are skipped unless `overwrite`).
 

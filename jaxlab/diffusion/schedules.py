@@ -17,7 +17,6 @@ second-order correction in c_d1. `sampler.sample` runs any chain in one `lax.sca
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SPACINGS = ("leading", "trailing", "linspace")
@@ -90,7 +89,7 @@ class NoiseSchedule:
     path = Path(folder) / "scheduler_config.json"
     if not path.is_file():
       raise UserError(f"{folder} has no scheduler_config.json; is it the scheduler/ folder of a diffusers pipeline?")
-    return cls.from_config(json.loads(path.read_text()))
+    return cls.from_config(read_json(path, "a diffusers scheduler config"))
 
   @property
   def num_train_timesteps(self) -> int:

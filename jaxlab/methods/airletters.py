@@ -64,14 +64,8 @@ def normalise(video_uint8):
 # ---------------------------------------------------------------------------------------------- data
 
 def load_splits(config) -> dict:
-  import tensorflow_datasets as tfds
-  try:
-    return tfds.data_source(config.dataset, data_dir=config.data_dir)
-  except Exception as e:  # TFDS raises several types for "not built"
-    raise UserError(
-        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
-        f"`jaxlab data build airletters --manual-dir M --data-dir {config.data_dir} --config "
-        f"{config.dataset.split('/')[-1]}`") from None
+  from jaxlab.data.builder import open_prepared
+  return open_prepared(config.dataset, config.data_dir)[0]
 
 
 def clip_transform(num_frames: int, size: int, train: bool, crop_scale=(0.7, 1.0)):

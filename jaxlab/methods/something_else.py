@@ -59,15 +59,8 @@ def normalise(video_uint8):
 
 def load_dataset(config):
   """The TFDS splits (random access) and the class names of each split."""
-  import tensorflow_datasets as tfds
-  try:
-    sources = tfds.data_source(config.dataset, data_dir=config.data_dir)
-    info = tfds.builder(config.dataset, data_dir=config.data_dir).info
-  except Exception as e:  # TFDS raises several types for "not built"
-    raise UserError(
-        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
-        f"`jaxlab data build something_else --manual-dir M --data-dir {config.data_dir} --config "
-        f"{config.dataset.split('/')[-1]}`") from None
+  from jaxlab.data.builder import open_prepared
+  sources, info = open_prepared(config.dataset, config.data_dir)
   for split in (config.train_split, config.eval_split):
     if split not in sources:
       raise UserError(f"{config.dataset} has no split {split!r}; it has {', '.join(sources)}")

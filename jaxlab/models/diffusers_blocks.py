@@ -2,11 +2,15 @@
 
 Layers: `Attention`, `ResnetBlock2D`, `Transformer2DModel` (with `BasicTransformerBlock` and its GEGLU
 feed-forward), `downsample` / `upsample` (diffusers' `Downsample2D` / `Upsample2D` with a conv), the
-sinusoidal `timestep_embedding` and its `TimestepEmbedding` MLP. Blocks: `UNetBlock` (the down and up block
-types, with or without cross-attention) and `UNetMidBlock`. Flax module names are PyTorch's with `_` for `.`
-(`resnets_0`, `to_out_0`), so `jaxlab.models.weights` maps them one to one.
+sinusoidal `timestep_embedding` and its `TimestepEmbedding` MLP, and the video layers `TemporalConvLayer` and
+`TransformerTemporalModel`. Blocks: `UNetBlock` (the down and up block types, with or without cross-attention)
+and `UNetMidBlock`; given `num_frames` they are diffusers' 3D blocks, each ResNet followed by a temporal conv and
+each spatial transformer by a temporal one. Flax module names are PyTorch's with `_` for `.` (`resnets_0`,
+`to_out_0`), so `jaxlab.models.weights` maps them one to one (the temporal convs' `nn.Sequential` positions
+are renamed by the 3D UNet's `Naming`).
 
-Everything is channels-last: images `[N, H, W, C]`, tokens `[N, L, D]`.
+Everything is channels-last: images `[N, H, W, C]`, tokens `[N, L, D]`; a video's frames are consecutive rows
+of `N = batch * frames`, as in diffusers.
 """
 
 import dataclasses
@@ -260,6 +264,77 @@ class Transformer2DModel(nn.Module):
     return jnn.constrain(y + x, IMAGE_AXES)
 
 
+class _TemporalConvStage(nn.Module):
+  """One `nn.Sequential(GroupNorm, SiLU, [Dropout,] Conv3d)` of `TemporalConvLayer`, on `[B, F, H, W, C]`."""
+  groups: int
+  dropout: float
+  deterministic: bool
+  zero_init: bool
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    x = jnn.group_norm(self.groups, epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
+    x = nn.Dropout(self.dropout)(nn.silu(x), deterministic=self.deterministic)
+    init = nn.initializers.zeros_init() if self.zero_init else nn.initializers.lecun_normal()
+    return jnn.conv(x.shape[-1], (3, 1, 1), padding=((1, 1), (0, 0), (0, 0)), kernel_init=init, dtype=self.dtype,
+                    param_dtype=self.param_dtype, name="conv")(x)
+
+
+class TemporalConvLayer(nn.Module):
+  """diffusers' `TemporalConvLayer` (ModelScope's): four GroupNorm-SiLU-Conv3d(3x1x1) stages over frames plus the
+  input. Its GroupNorms take statistics over all frames of a video; the last conv starts at zero (identity).
+
+  Input `[B * num_frames, H, W, C]`; dropout (diffusers: 0.1 before convs 2-4) acts unless `deterministic`.
+  """
+  groups: int
+  num_frames: int
+  dropout: float = 0.1
+  deterministic: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    n, h, w, c = x.shape
+    video = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
+    y = video
+    for k in range(1, 5):
+      y = _TemporalConvStage(self.groups, 0.0 if k == 1 else self.dropout, self.deterministic, k == 4, self.dtype,
+                             self.param_dtype, name=f"conv{k}")(y)
+    return jnn.constrain((video + y).reshape(n, h, w, c), IMAGE_AXES)
+
+
+class TransformerTemporalModel(nn.Module):
+  """diffusers' `TransformerTemporalModel`: a GroupNorm over all frames of a video, then each pixel's sequence of
+  frames through proj_in, transformer blocks with self-attention twice (no positional encoding), proj_out, plus
+  the input. Input `[B * num_frames, H, W, C]`."""
+  heads: int
+  head_dim: int
+  groups: int
+  num_frames: int
+  num_layers: int = 1
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    n, h, w, c = x.shape
+    b, f = n // self.num_frames, self.num_frames
+    y = jnn.group_norm(self.groups, epsilon=1e-6, dtype=self.dtype, param_dtype=self.param_dtype,
+                       name="norm")(x.reshape(b, f, h, w, c))
+    y = y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, f, c)
+    y = jnn.dense(self.heads * self.head_dim, ("embed", "mlp"), dtype=self.dtype, param_dtype=self.param_dtype,
+                  name="proj_in")(y)
+    for i in range(self.num_layers):
+      y = BasicTransformerBlock(self.heads, self.head_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+                                name=f"transformer_blocks_{i}")(y)
+    y = jnn.dense(c, ("mlp", "embed"), dtype=self.dtype, param_dtype=self.param_dtype, name="proj_out")(y)
+    y = y.reshape(b, h, w, f, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
+    return jnn.constrain(y + x, IMAGE_AXES)
+
+
 # ---------------------------------------------------------------------------------------------- blocks
 
 @dataclasses.dataclass(frozen=True)
@@ -288,64 +363,79 @@ class BlockSpec:
   only_cross_attention: bool = False
 
 
-def _transformer(spec: BlockSpec, o: BlockOptions, j: int, remat_policy, dtype, param_dtype, name: str):
-  return remat(Transformer2DModel, remat_policy)(
-      spec.heads, spec.head_dim, spec.transformer_layers[j], o.norm_num_groups, o.use_linear_projection,
-      spec.only_cross_attention, o.upcast_attention, dtype, param_dtype, name=name)
+class _Block(nn.Module):
+  """What a down, up and mid block share: their layer kinds, spatial and (with `num_frames`) temporal."""
+  spec: BlockSpec
+  options: BlockOptions
+  remat_policy: str | None = None
+  num_frames: int | None = None  # None: diffusers' 2D blocks; else its 3D blocks over this many frames per video
+  deterministic: bool = True  # the temporal convs' dropout
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.nowrap
+  def resnet(self, x, temb, j: int, output_scale_factor: float = 1.0):
+    """ResNet `j`, then (3D) temporal conv `j`."""
+    o = self.options
+    x = remat(ResnetBlock2D, self.remat_policy)(
+        self.spec.out_channels, o.norm_num_groups, o.norm_eps, o.act_fn, o.resnet_time_scale_shift,
+        output_scale_factor, dtype=self.dtype, param_dtype=self.param_dtype, name=f"resnets_{j}")(x, temb)
+    if self.num_frames is None:
+      return x
+    return remat(TemporalConvLayer, self.remat_policy)(
+        o.norm_num_groups, self.num_frames, deterministic=self.deterministic, dtype=self.dtype,
+        param_dtype=self.param_dtype, name=f"temp_convs_{j}")(x)
+
+  @nn.nowrap
+  def transformer(self, x, context, j: int):
+    """Spatial transformer `j`, then (3D) temporal transformer `j`."""
+    o, s = self.options, self.spec
+    x = remat(Transformer2DModel, self.remat_policy)(
+        s.heads, s.head_dim, s.transformer_layers[j], o.norm_num_groups, o.use_linear_projection,
+        s.only_cross_attention, o.upcast_attention, self.dtype, self.param_dtype, name=f"attentions_{j}")(x, context)
+    if self.num_frames is None:
+      return x
+    return remat(TransformerTemporalModel, self.remat_policy)(
+        s.heads, s.head_dim, o.norm_num_groups, self.num_frames, dtype=self.dtype, param_dtype=self.param_dtype,
+        name=f"temp_attentions_{j}")(x)
 
 
-class UNetBlock(nn.Module):
+class UNetBlock(_Block):
   """A down block (`resnets`, `attentions`, `downsamplers`) or an up block (`resnets` on the concatenated skip
   connections, `attentions`, `upsamplers`) of diffusers' UNet; `attentions` only for the CrossAttn kinds.
 
   `__call__(x, temb, context, skips=(), upsample_size=None) -> (x, outputs)`: a down block returns the states
   the up path will consume; an up block pops its `skips` from the end.
   """
-  spec: BlockSpec
-  options: BlockOptions
-  direction: str  # 'down' | 'up'
-  resample: bool
-  remat_policy: str | None = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+  direction: str = "down"  # 'down' | 'up'
+  resample: bool = False
 
   @nn.compact
   def __call__(self, x, temb, context, skips=(), upsample_size=None):
-    o, s = self.options, self.spec
-    resnet = remat(ResnetBlock2D, self.remat_policy)
     outputs, skips = [], list(skips)
-    for j in range(s.num_layers):
+    for j in range(self.spec.num_layers):
       if self.direction == "up":
         x = jnp.concatenate([x, skips.pop()], axis=-1)
-      x = resnet(s.out_channels, o.norm_num_groups, o.norm_eps, o.act_fn, o.resnet_time_scale_shift,
-                 dtype=self.dtype, param_dtype=self.param_dtype, name=f"resnets_{j}")(x, temb)
-      if s.attention:
-        x = _transformer(s, o, j, self.remat_policy, self.dtype, self.param_dtype, f"attentions_{j}")(x, context)
+      x = self.resnet(x, temb, j)
+      if self.spec.attention:
+        x = self.transformer(x, context, j)
       outputs.append(x)
     if self.resample and self.direction == "down":
-      x = downsample(x, o.downsample_padding, self.dtype, self.param_dtype, name="downsamplers_0")
+      x = downsample(x, self.options.downsample_padding, self.dtype, self.param_dtype, name="downsamplers_0")
       outputs.append(x)
     if self.resample and self.direction == "up":
       x = upsample(x, upsample_size, self.dtype, self.param_dtype, name="upsamplers_0")
     return x, outputs
 
 
-class UNetMidBlock(nn.Module):
-  """diffusers' `UNetMidBlock2DCrossAttn`: resnet, then (transformer, resnet) `spec.num_layers` times."""
-  spec: BlockSpec
-  options: BlockOptions
-  remat_policy: str | None = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+class UNetMidBlock(_Block):
+  """diffusers' `UNetMidBlock2DCrossAttn` (`UNetMidBlock3DCrossAttn`): resnet, then (transformer, resnet)
+  `spec.num_layers` times; its ResNets divide by `mid_block_scale_factor`."""
 
   @nn.compact
   def __call__(self, x, temb, context):
-    o, s = self.options, self.spec
-    resnet = functools.partial(remat(ResnetBlock2D, self.remat_policy), s.out_channels, o.norm_num_groups,
-                               o.norm_eps, o.act_fn, o.resnet_time_scale_shift, o.mid_block_scale_factor,
-                               dtype=self.dtype, param_dtype=self.param_dtype)
-    x = resnet(name="resnets_0")(x, temb)
-    for j in range(s.num_layers):
-      x = _transformer(s, o, j, self.remat_policy, self.dtype, self.param_dtype, f"attentions_{j}")(x, context)
-      x = resnet(name=f"resnets_{j + 1}")(x, temb)
+    scale = self.options.mid_block_scale_factor
+    x = self.resnet(x, temb, 0, scale)
+    for j in range(self.spec.num_layers):
+      x = self.resnet(self.transformer(x, context, j), temb, j + 1, scale)
     return x

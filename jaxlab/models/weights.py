@@ -31,7 +31,7 @@ from flax import linen as nn
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 from jaxlab.nn.stack import LAYERS_AXIS
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -171,7 +171,7 @@ def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
   if stack_len is None:
     return [naming.torch_key(path)]
   keys = [naming.torch_key(path, i) for i in range(stack_len)]
-  if len(set(keys)) == 1:
+  if naming.torch_key(path, 0) == naming.torch_key(path, 1):  # the index lands nowhere (a stack of one too)
     raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
   return keys
 
@@ -185,21 +185,36 @@ def _check_one_to_one(keys_by_path: dict) -> None:
       seen[key] = path
 
 
+def _torch_axes(leaf: str, ndim: int) -> tuple[int, ...]:
+  """The permutation from a Flax leaf's layout to PyTorch's: Linear [in, out] -> [out, in], ConvNd
+  [*k, in, out] -> [out, in, *k]; anything else as is."""
+  if leaf != "kernel" or ndim < 2:
+    return tuple(range(ndim))
+  return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+
+
 def _to_flax_layout(leaf: str, w: np.ndarray) -> np.ndarray:
-  if leaf == "kernel" and w.ndim == 2:
-    return w.T
-  if leaf == "kernel" and w.ndim > 2:
-    return np.transpose(w, tuple(range(2, w.ndim)) + (1, 0))
-  return w
+  return np.transpose(w, np.argsort(_torch_axes(leaf, w.ndim)))
 
 
 def _to_torch_layout(leaf: str, w: np.ndarray) -> np.ndarray:
-  if leaf == "kernel" and w.ndim == 2:
-    return w.T
-  if leaf == "kernel" and w.ndim > 2:
-    n = w.ndim
-    return np.transpose(w, (n - 1, n - 2) + tuple(range(n - 2)))
-  return w
+  return np.transpose(w, _torch_axes(leaf, w.ndim))
+
+
+def torch_shapes(abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
+                 stacked: frozenset = frozenset()) -> dict[str, tuple[int, ...]]:
+  """The key and shape of every tensor `flax_to_torch` writes for a tree of this shape, without any memory (to
+  check a model of full size against the reference's state dict)."""
+  naming = Naming.of(naming)
+  flat = traverse_util.flatten_dict(abstract)
+  keys_by_path = {path: _torch_keys(path, naming, leaf.shape[0] if path in stacked else None)
+                  for path, leaf in flat.items()}
+  _check_one_to_one(keys_by_path)
+  shapes = {}
+  for path, leaf in flat.items():
+    shape = leaf.shape[1:] if path in stacked else leaf.shape
+    shapes.update({key: tuple(shape[a] for a in _torch_axes(path[-1], len(shape))) for key in keys_by_path[path]})
+  return shapes
 
 
 def torch_to_flax(state: Mapping[str, np.ndarray], abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
@@ -266,7 +281,10 @@ def read_config(path: Path) -> dict:
   config_file = path / "config.json"
   if not config_file.is_file():
     raise UserError(f"{path} has no config.json; is it a transformers/diffusers model folder?")
-  return json.loads(config_file.read_text())
+  config = read_json(config_file, "a model's config")
+  if not isinstance(config, dict):
+    raise UserError(f"{config_file} should hold a JSON object of the model's settings")
+  return config
 
 
 def class_name(config: Mapping) -> str:
