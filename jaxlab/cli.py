@@ -46,7 +46,7 @@ def _train(args, overrides) -> int:
   parallel.initialize()
   method = methods.get(args.method, needs="make_task")
   config = training.load_config(args.config, overrides)
-  methods.check_config(args.method, config, args.config, f"pass train/configs/{args.method}.py:VARIANT")
+  methods.check_config(args.method, config, args.config, f"pass --config {args.method}:VARIANT")
   training.check_settings(config)
   with training.workdir.hold(args.workdir):
     task = method.make_task(config, args.workdir)

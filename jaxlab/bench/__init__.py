@@ -10,6 +10,7 @@ BENCHES = {
     "unet2d": "jaxlab.bench.unet2d",
     "stin": "jaxlab.bench.stin",
     "lora": "jaxlab.bench.lora",
+    "data": "jaxlab.bench.data",
 }
 
 

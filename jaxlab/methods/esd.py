@@ -324,6 +324,17 @@ def export(config, workdir) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- demo
 
+def before_after(config, setup: Setup, trainable, path: Path) -> tuple[Path, list[str]]:
+  """A PNG of images for the concept and for `preserve_prompt` (two seeds each): the original UNet's on top,
+  the erased one's below; and the prompts, left to right."""
+  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
+  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
+  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
+  before = setup.pipe.generate(prompts, noise, config.eval_steps)
+  after = setup.pipe.generate(prompts, noise, config.eval_steps,
+                              unet_params=setup.adapter.apply(trainable, setup.original))
+  tuning.image_grid([before, after], scale=4).save(path)
+  return Path(path), prompts
 
 
 def demo(workdir) -> DemoSection:
@@ -338,14 +349,7 @@ def demo(workdir) -> DemoSection:
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
 
-  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
-  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
-  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
-  before = setup.pipe.generate(prompts, noise, config.eval_steps)
-  after = setup.pipe.generate(prompts, noise, config.eval_steps,
-                              unet_params=setup.adapter.apply(trainable, setup.original))
-  grid = workdir / "before_after.png"
-  tuning.image_grid([before, after], scale=4).save(grid)
+  grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
   curve = tuning.loss_curve(losses, workdir / "loss.png", "ESD-x, tiny random SD", "ESD loss")
 
   figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],

@@ -76,7 +76,7 @@ def _video_id(example) -> int:
   return int(value) if value.isdigit() else -1
 
 
-def _crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
+def crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
   """The canvas crop `window` of each frame, resized to size² (one resampling from the original frame)."""
   h, w = frames.shape[1:3]
   x, y, cw, ch = window
@@ -101,7 +101,7 @@ def clip_transform(config, train: bool):
     if uses_pixels(config):
       index = se.strided_window(num_frames, config.num_frames, 2, rng)
       frames = np.stack([video_lib.decode_jpeg(example["frames"][i]) for i in index])
-      out["video"] = _crop_frames(frames, window, config.image_size)
+      out["video"] = crop_frames(frames, window, config.image_size)
     return out
 
   return transform

@@ -326,7 +326,7 @@ def export(config, workdir) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------------- demo
 
-def _sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
+def sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
   """Rows of (photo, word image, photo with word) re-rendered from the stored ids, as a PNG."""
   import matplotlib
   matplotlib.use("Agg")
@@ -368,7 +368,7 @@ def demo(workdir):
   columns = {"CLIP": evaluate_features(base.features_dir), **columns}
   table = results_table(columns)
   (workdir / "results.md").write_text(table + "\n")
-  sheet = _sample_sheet(Path(base.features_dir), workdir / "samples.png")
+  sheet = sample_sheet(Path(base.features_dir), workdir / "samples.png")
   learn, forget = columns[PRESET_NAMES["learn"]], columns[PRESET_NAMES["forget"]]
   figures = {
       "learn: photo+word -> word image (fake)": learn["fake/im_it_img_t/a2b"],
