@@ -1,10 +1,9 @@
 """`jaxlab data ...`: make the synthetic datasets and build TFDS datasets without the `tfds` command."""
 
+import importlib
 from pathlib import Path
 
 from jaxlab.errors import UserError
-
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
 
 def register(subparsers) -> None:
@@ -71,21 +70,18 @@ def _build(args, overrides) -> int:
   return 0
 
 
+def builder_names() -> list[str]:
+  """The TFDS builders: `datasets/<name>/<name>_dataset_builder.py`, packaged as `jaxlab.datasets.<name>`."""
+  import jaxlab.datasets
+  return sorted(p.name for folder in map(Path, jaxlab.datasets.__path__) for p in folder.iterdir()
+                if (p / f"{p.name}_dataset_builder.py").is_file())
+
+
 def load_builder_class(name: str):
   """The `Builder` class of `datasets/<name>/<name>_dataset_builder.py`."""
-  import importlib
-  import sys
-  import types
-  if not (DATASETS_DIR / name / f"{name}_dataset_builder.py").is_file():
-    known = sorted(p.name for p in DATASETS_DIR.iterdir() if (p / f"{p.name}_dataset_builder.py").is_file())
-    raise UserError(f"no dataset {name!r}; datasets: {', '.join(known)}")
-  # `datasets/` is a folder of builders, not an installed package: expose it as one under a private name.
-  if "jaxlab_datasets" not in sys.modules:
-    package = types.ModuleType("jaxlab_datasets")
-    package.__path__ = [str(DATASETS_DIR)]
-    package.__file__ = str(DATASETS_DIR / "__init__.py")  # TFDS locates builder resources from it
-    sys.modules["jaxlab_datasets"] = package
-  return importlib.import_module(f"jaxlab_datasets.{name}.{name}_dataset_builder").Builder
+  if name not in builder_names():
+    raise UserError(f"no dataset {name!r}; datasets: {', '.join(builder_names())}")
+  return importlib.import_module(f"jaxlab.datasets.{name}.{name}_dataset_builder").Builder
 
 
 def builder_config(builder_cls, config: str | None):

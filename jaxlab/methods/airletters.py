@@ -287,8 +287,7 @@ def demo(workdir, variant: str = "tiny", clips_per_class=None) -> DemoSection:
   if not (manual / "test.csv").is_file():
     print("writing the synthetic AirLetters release ...", flush=True)
     airletters_synth.write_dataset(manual, clips_per_class or {"train": 100, "validation": 6, "test": 8})
-  config = training.load_config(str(Path(__file__).resolve().parents[2] / "train/configs/airletters.py") +
-                                f":{variant}", [f"data_dir={data_dir}"])
+  config = training.load_config(f"airletters:{variant}", [f"data_dir={data_dir}"])
   data_cli.build("airletters", manual, data_dir, config.dataset.split("/")[-1])
   training.save_config(config, run)
   training.train(make_task(config, run), config, run)

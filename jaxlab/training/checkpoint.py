@@ -46,6 +46,15 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
+  def restore_params(self, step: int, abstract_params):
+    """Only the `params` of a saved state (no optimiser state is read), onto the shardings carried by
+    `abstract_params`. For a Checkpointer opened to read: orbax keeps one handler per item, fixed by the first
+    save or restore."""
+    item = {"params": abstract_params}
+    args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                                  partial_restore=True)
+    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
+
   def saved_state(self, step: int):
     """The saved state's tree of array metadata (shapes, dtypes) at `step`, or None where it cannot be read."""
     reader = ocp.StandardCheckpointHandler()

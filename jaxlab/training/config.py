@@ -1,5 +1,7 @@
-"""Settings every method's config shares, and loading configs from `train/configs/<method>.py:<variant>`."""
+"""Settings every method's config shares, and loading configs: `METHOD:VARIANT` (the packaged
+`train/configs/METHOD.py`, i.e. `jaxlab.configs.METHOD`) or `path/to/config.py:VARIANT`."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -49,27 +51,47 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
 
 
 def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
-  """`path/to/method.py[:arg]` plus `key.sub=value` overrides (values parsed as JSON when they can be)."""
-  path, _, arg = spec.partition(":")
+  """`METHOD[:arg]` or `path/to/config.py[:arg]`, plus `key.sub=value` overrides (values parsed as JSON when they
+  can be)."""
+  source, _, arg = spec.partition(":")
+  module = _config_file(source) if source.endswith(".py") or "/" in source else _packaged_config(source)
+  if not hasattr(module, "get_config"):
+    raise UserError(f"{source} defines no get_config(arg)")
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except (KeyError, ValueError) as e:
+    raise UserError(f"{source}: {e}") from None
+  for item in overrides:
+    apply_override(config, item)
+  return config
+
+
+def config_names() -> list[str]:
+  """The methods with a packaged config (`train/configs/<name>.py`)."""
+  import jaxlab.configs
+  return sorted(p.stem for p in Path(jaxlab.configs.__file__).parent.glob("*.py") if p.stem != "__init__")
+
+
+def _packaged_config(name: str):
+  if name not in config_names():
+    raise UserError(f"no config named {name!r}; configs: {', '.join(config_names())} "
+                    "(or a file: --config path/to/config.py:VARIANT)")
+  return importlib.import_module(f"jaxlab.configs.{name}")
+
+
+def _config_file(path: str):
   if not Path(path).is_file():
-    raise UserError(f"config file {path} not found; pass --config train/configs/<method>.py:<variant>")
+    raise UserError(f"config file {path} not found; pass --config METHOD:VARIANT or path/to/config.py:VARIANT")
   if Path(path).suffix != ".py":
-    raise UserError(f"config file {path} is not a Python file; pass --config train/configs/<method>.py:<variant>")
+    raise UserError(f"config file {path} is not a Python file; pass --config METHOD:VARIANT or "
+                    "path/to/config.py:VARIANT")
   module_spec = importlib.util.spec_from_file_location(f"jaxlab_config_{Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:
     raise UserError(f"config file {path} does not parse: {e.msg} on line {e.lineno}") from None
-  if not hasattr(module, "get_config"):
-    raise UserError(f"{path} defines no get_config(arg)")
-  try:
-    config = module.get_config(arg) if arg else module.get_config()
-  except (KeyError, ValueError) as e:
-    raise UserError(f"{path}: {e}") from None
-  for item in overrides:
-    apply_override(config, item)
-  return config
+  return module
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlab import parallel
+from jaxlab import compilation_cache, parallel
 from jaxlab.errors import UserError
 from jaxlab.training import workdir as workdir_lib
 from jaxlab.training.checkpoint import Checkpointer
@@ -32,12 +32,6 @@ class TrainingStopped(Exception):
 
 # Fault injection for the resume tests: the process kills itself (SIGKILL) once this step has run.
 _KILL_AT_STEP_ENV = "JAXLAB_TEST_KILL_AT_STEP"
-
-
-def configure_compilation_cache(directory: str | None) -> None:
-  if directory:
-    jax.config.update("jax_compilation_cache_dir", str(Path(directory).expanduser()))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
 
 def _split_variables(variables: Mapping):
@@ -159,7 +153,9 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
   with parallel.mesh_context(mesh):
     state = jax.jit(init_state, out_shardings=shardings)(rng)
   if task.pretrained is not None:
-    state["params"] = jax.device_put(task.pretrained(), shardings["params"])
+    # Fresh buffers: the step donates the state's, and `pretrained` may hand over device arrays that its caller
+    # (and the frozen tree placed from them) still holds.
+    state["params"] = jax.device_put(jax.tree.map(jnp.copy, task.pretrained()), shardings["params"])
     state["opt_state"] = jax.jit(task.optimizer.init, out_shardings=shardings["opt_state"])(state["params"])
   return state, abstract, shardings, None
 
@@ -177,7 +173,7 @@ def train(task: Task, config, workdir) -> dict:
 
 
 def _train(task: Task, config, workdir: Path) -> dict:
-  configure_compilation_cache(config.get("compilation_cache_dir"))
+  compilation_cache.configure(config.get("compilation_cache_dir", compilation_cache.default_directory()))
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
                               asynchronous=config.async_checkpointing)
