@@ -35,7 +35,8 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 from PIL import Image
 
-from jaxlab import training
+from jaxlab import parallel, training
+from jaxlab.data import pipeline
 from jaxlab.diffusion import finetune, generate, sampler, scoring
 from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise, write_tiny_random
 from jaxlab.diffusion.schedules import NoiseSchedule
@@ -119,8 +120,8 @@ def pipeline_folder(config, workdir) -> Path:
   """`config.pretrained`, or for `tiny-random` a small random pipeline written once under the workdir."""
   if config.pretrained == TINY_RANDOM:
     folder = Path(workdir) / TINY_RANDOM
-    if not (folder / "model_index.json").is_file():
-      write_tiny_random(folder, seed=0, sample_size=config.image_size // 2)
+    parallel.write_once(TINY_RANDOM, lambda: (folder / "model_index.json").is_file() or write_tiny_random(
+        folder, seed=0, sample_size=config.image_size // 2))
     return folder
   if not config.pretrained:
     raise UserError("set --config.pretrained to a local diffusers Stable Diffusion folder (e.g. SD v1.4)")
@@ -233,12 +234,9 @@ def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
     loss = erase_loss(config, setup, trained, base, frozen["text"], x_t, batch["t_query"], batch["concept"])
     return loss, ({}, model_state)
 
-  per_process = config.batch_size // jax.process_count()
-
   def train_data():
-    ds = grain.MapDataset.range(2**40)[jax.process_index()::jax.process_count()]
-    ds = ds.random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
-    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
+    return pipeline.process_batches(ds, config.batch_size).to_iter_dataset()
 
   metrics = erase_metrics_fn(config, setup)
   return training.Task(
@@ -289,7 +287,7 @@ def restore(config, workdir, setup: Setup, step=None):
   state = training.load_for_eval(task, config, workdir, step)
   if state is None:
     raise UserError(f"{workdir} holds no checkpoint; train first (jaxlab train esd ...)")
-  return jax.device_get(state["params"]), int(state["step"])
+  return parallel.gather_to_host(state["params"]), int(state["step"])
 
 
 def generation_eval(config, setup: Setup, trainable, workdir, step) -> dict:
@@ -331,11 +329,16 @@ def evaluate(config, workdir, step=None) -> dict:
   setup = make_setup(config, workdir)
   trainable, step = restore(config, workdir, setup, step)
   results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:
-    results.update(generation_eval(config, setup, trainable, workdir, step))
+  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generation", lambda: generation_eval(
+        config, setup, trainable, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  def write():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
   return results
 
 
@@ -345,9 +348,13 @@ def export(config, workdir) -> list[Path]:
   setup = make_setup(config, workdir)
   trainable, _ = restore(config, workdir, setup)
   out = Path(workdir) / "export"
-  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
-                         finetune.merge(trainable, setup.original))
-  return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  def write():
+    unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                           finetune.merge(trainable, setup.original))
+    return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  return parallel.write_once("export", write) or []
 
 
 # ----------------------------------------------------------------------------------------------- demo

@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import jax
 import ml_collections
 
 from jaxlab.errors import UserError
@@ -75,6 +76,9 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+  """`<workdir>/config.json`, written by process 0 (the others share its workdir)."""
+  if jax.process_index() != 0:
+    return
   Path(workdir).mkdir(parents=True, exist_ok=True)
   (Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 

@@ -7,7 +7,6 @@ is how the kill and SIGTERM tests use it.
 import sys
 
 import grain
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -15,6 +14,7 @@ from flax import linen as nn
 
 from jaxlab import nn as jnn
 from jaxlab import training
+from jaxlab.data import pipeline
 
 NUM_EXAMPLES, FEATURES, CLASSES = 256, 16, 4
 
@@ -54,18 +54,14 @@ def config(**overrides):
 
 def make_task(c) -> training.Task:
   model = MLP()
-  per_process = c.batch_size // jax.process_count()
-
   def train_data():
     def noisy(example, rng: np.random.Generator):
       return {"x": example["x"] + 0.01 * rng.normal(size=FEATURES).astype(np.float32), "y": example["y"]}
-    ds = grain.MapDataset.source(dataset())[jax.process_index()::jax.process_count()]
-    ds = ds.shuffle(seed=c.seed).repeat().random_map(noisy, seed=c.seed)
+    ds = grain.MapDataset.source(dataset()).shuffle(seed=c.seed).repeat().random_map(noisy, seed=c.seed)
     if c.poison_from_example >= 0:
       ds = ds.map_with_index(
           lambda i, ex: dict(ex, x=ex["x"] * np.nan) if i >= c.poison_from_example else ex)
-    ds = ds.batch(per_process, drop_remainder=True)
-    return ds.to_iter_dataset()
+    return pipeline.process_batches(ds, c.batch_size).to_iter_dataset()
 
   def init_variables(rng):
     return model.init(rng, jnp.zeros((1, FEATURES)))

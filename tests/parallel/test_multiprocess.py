@@ -1,0 +1,107 @@
+"""Real multi-process runs over 127.0.0.1: N processes train as one, write once, and stop together.
+
+Each test starts `jaxlab` (or the loop's toy task) in 1, 2 or 4 processes that share the 8 CPU devices, with
+`fsdp` spanning the processes, and compares what they leave behind with a one-process run.
+"""
+
+import json
+from pathlib import Path
+import signal
+
+import chex
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from jaxlab.training import loop
+from tests import multiprocess as mp
+
+GLOBAL_BATCH, STEPS = 8, 4
+AIRLETTERS = [
+    "train", "airletters", "--config", "train/configs/airletters.py:tiny", f"--config.total_steps={STEPS}",
+    f"--config.batch_size={GLOBAL_BATCH}", "--config.log_every=1", "--config.checkpoint_every=2",
+    "--config.eval_batch_size=8", "--config.num_frames=4", "--config.image_size=16", "--config.model.patch_size=8",
+    "--config.model.num_hidden_layers=1", "--config.model.hidden_size=32", "--config.model.intermediate_size=64",
+    "--config.mesh.data=1", "--config.mesh.fsdp=8"]
+
+
+@pytest.fixture(scope="module")
+def airletters_data(tmp_path_factory):
+  from jaxlab.data import airletters, airletters_synth
+  from jaxlab.data import cli as data_cli
+  root = tmp_path_factory.mktemp("airletters")
+  airletters_synth.write_dataset(root / "manual", {"train": 4, "validation": 1, "test": 1},
+                                 labels=airletters.LABELS[:4], workers=1)
+  data_cli.build("airletters", root / "manual", root / "data", "fps15_short48")
+  return root / "data"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+  """One XLA compilation cache for every run here: a restarted cluster compiles nothing again."""
+  return tmp_path_factory.mktemp("xla_cache")
+
+
+def train_curve(workdir: Path) -> dict[int, float]:
+  """step -> train loss; a step logged again after a resume counts once, with its last value."""
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
+
+
+def assert_written_by_process_zero(writes: list[list[str]], workdir: Path, expected: list[str]):
+  """Files outside the checkpoints are opened for writing by process 0 only, and include `expected`."""
+  outside = [[w for w in ws if w.startswith(str(workdir)) and "/checkpoints/" not in w] for ws in writes]
+  assert all(not w for w in outside[1:]), outside[1:]
+  for name in expected:
+    assert any(w.startswith(str(workdir / name)) for w in outside[0]), (name, outside[0])
+
+
+def assert_own_rows(reads: list[list[str]], count: int):
+  """Process p read only rows p * L ... (p + 1) * L - 1 of each global batch, and every trained row was read."""
+  local = GLOBAL_BATCH // count
+  rows = [{int(r) for r in rs} for rs in reads]
+  for p, own in enumerate(rows):
+    assert own and all((r % GLOBAL_BATCH) // local == p for r in own), (p, sorted(own)[:20])
+  assert set(range(STEPS * GLOBAL_BATCH)) <= set().union(*rows)
+
+
+def test_airletters_on_one_two_and_four_processes_is_one_run(tmp_path, airletters_data, cache):
+  """The same loss curve and exported weights on 1, 2 and 4 processes (fsdp across all of them); each
+  process reads only its rows; exports and config.json are written once; a 2-process run that loses a host
+  after its step-2 checkpoint and is restarted whole ends where the uninterrupted runs do."""
+  def command(workdir):
+    return mp.jaxlab(*AIRLETTERS, "--workdir", str(workdir), f"--config.data_dir={airletters_data}",
+                     f"--config.compilation_cache_dir={cache}")
+
+  runs = {}
+  for count in (1, 2, 4):
+    workdir, log = tmp_path / f"p{count}", tmp_path / f"p{count}-log"
+    env = {mp.LOG_ENV: str(log)}
+    if count == 2:  # process 1 dies (SIGKILL) after step 3, its step-2 checkpoint committed
+      cluster = mp.Cluster(command(workdir), count, tmp_path / "p2-killed", env=env,
+                           process_env={1: {loop._KILL_AT_STEP_ENV: "3"}}).start()
+      assert cluster.wait(300, first=1)[1] == -signal.SIGKILL, cluster.all_logs()
+    cluster = mp.run(command(workdir), count, tmp_path / f"p{count}-logs", env=env)
+    if count == 2:
+      assert "resumed from step 2" in cluster.log(0), cluster.all_logs()
+    assert "exported" in cluster.log(0) and all("exported" not in cluster.log(i) for i in range(1, count))
+    if count > 1:
+      assert_own_rows(mp.logged(log, "reads", count), count)
+    assert_written_by_process_zero(mp.logged(log, "writes", count), workdir,
+                                   ["config.json", "metrics.jsonl", "tensorboard", "export/videomae"])
+    runs[count] = (train_curve(workdir), load_file(str(workdir / "export/videomae/model.safetensors")))
+
+  curve, weights = runs[1]
+  assert sorted(curve) == list(range(1, STEPS + 1))
+  print({count: [round(v, 6) for v in c.values()] for count, (c, _) in runs.items()})
+  for count in (2, 4):
+    other_curve, other_weights = runs[count]
+    assert sorted(other_curve) == sorted(curve)
+    np.testing.assert_allclose([other_curve[s] for s in curve], list(curve.values()), rtol=1e-5)
+    print(count, "processes: max |weight difference| =",
+          max(float(np.abs(weights[k] - other_weights[k]).max()) for k in weights))
+    chex.assert_trees_all_close(other_weights, weights, atol=1e-5, rtol=1e-5)
+  transformers = pytest.importorskip("transformers")
+  reference = transformers.VideoMAEForVideoClassification.from_pretrained(tmp_path / "p4/export/videomae")
+  chex.assert_trees_all_close({k: v.numpy() for k, v in reference.state_dict().items() if k in weights},
+                              runs[4][1], atol=0, rtol=0)
