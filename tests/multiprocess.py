@@ -9,7 +9,7 @@ which rows of the training stream it read (`<JAXLAB_TEST_LOG>.reads.<process>`) 
 writing (`<JAXLAB_TEST_LOG>.writes.<process>`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import dataclasses
 import os
 from pathlib import Path
@@ -79,14 +79,18 @@ class Cluster:
   def signal(self, i: int, signum: int) -> None:
     self.procs[i].send_signal(signum)
 
-  def wait_for(self, i: int, text: str, timeout: float) -> None:
-    """Waits until `text` appears in process i's log; fails with every log if it never does."""
+  def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Polls `condition` while every process runs; fails with every log if one exits or time runs out."""
     deadline = time.monotonic() + timeout
-    while text not in self.log(i):
+    while not condition():
       if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
         self.kill()
-        raise AssertionError(f"{text!r} never appeared in process {i}'s log\n{self.all_logs()}")
+        raise AssertionError(f"{what} never happened\n{self.all_logs()}")
       time.sleep(0.1)
+
+  def wait_for(self, i: int, text: str, timeout: float) -> None:
+    """Waits until `text` appears in process i's log."""
+    self.wait_until(lambda: text in self.log(i), timeout, f"{text!r} in process {i}'s log")
 
   def wait(self, timeout: float, first: int | None = None) -> list[int]:
     """Every process' exit code; on a timeout all are killed and the logs shown. With `first`, waits for

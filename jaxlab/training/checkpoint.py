@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 
 
@@ -41,10 +40,6 @@ class Checkpointer:
     if data_iter is not None:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
-
-  def reached_preemption(self, step: int) -> bool:
-    """True on every host once the cluster's preemption notice (multi-host TPU/GPU) reaches `step`."""
-    return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

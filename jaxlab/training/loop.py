@@ -4,7 +4,6 @@ Every method hands the loop a `Task`; the loop owns sharding, checkpointing, pre
 """
 
 from collections.abc import Mapping
-import contextlib
 import functools
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ import optax
 from flax import linen as nn
 
 from jaxlab import parallel
+from jaxlab.training import preemption
 from jaxlab.training.checkpoint import Checkpointer
 from jaxlab.training.metrics import MetricWriter
 from jaxlab.training.task import Task
@@ -105,21 +105,6 @@ def compile_train_step(task: Task, mesh, abstract_state, state_shardings, frozen
   return step_fn, batch_shardings
 
 
-@contextlib.contextmanager
-def _sigterm_flag():
-  """Turns SIGTERM (a preemption notice) into a flag the loop checks between steps."""
-  flag = {"set": False}
-
-  def handler(signum, frame):
-    flag["set"] = True
-
-  previous = signal.signal(signal.SIGTERM, handler)
-  try:
-    yield flag
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
-
 def place_frozen(task: Task, mesh):
   if task.frozen is None:
     return None
@@ -145,8 +130,9 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
 def train(task: Task, config, workdir) -> dict:
   """Trains to `config.total_steps`, resuming from the latest checkpoint in `workdir` if there is one.
 
-  Returns the last logged train metrics and the final evaluation. On SIGTERM it saves and returns early
-  (the caller exits 0); on a non-finite loss it raises `TrainingStopped`, keeping the last good checkpoint.
+  Returns the last logged train metrics and the final evaluation. On SIGTERM or Ctrl-C (to any one process)
+  every process saves the same step and returns early (the caller exits 0); on a non-finite loss it raises
+  `TrainingStopped`, keeping the last good checkpoint.
   """
   workdir = Path(workdir)
   configure_compilation_cache(config.get("compilation_cache_dir"))
@@ -178,6 +164,7 @@ def train(task: Task, config, workdir) -> dict:
     host = jax.device_get(pending)
     pending.clear()
     for step, metrics in host:
+      # The loss is one replicated (all-reduced) value, the same on every process: all of them stop here.
       if not (np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])):
         kept = f"the last good checkpoint is step {last_good_step}" if last_good_step is not None else \
             "no checkpoint was saved"
@@ -199,7 +186,7 @@ def train(task: Task, config, workdir) -> dict:
     last_good_step = step
 
   try:
-    with _sigterm_flag() as sigterm:
+    with preemption.StopRequests() as stop:
       batch = first
       step = start
       while step < config.total_steps:
@@ -218,7 +205,7 @@ def train(task: Task, config, workdir) -> dict:
           writer.write(step, eval_metrics, prefix="eval")
         if step % config.checkpoint_every == 0 or step == config.total_steps:
           save(step)
-        if sigterm["set"] or checkpointer.reached_preemption(step):
+        if stop.reached(step):
           if last_good_step != step:
             save(step)
           checkpointer.wait()

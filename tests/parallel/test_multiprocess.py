@@ -105,3 +105,44 @@ def test_airletters_on_one_two_and_four_processes_is_one_run(tmp_path, airletter
   reference = transformers.VideoMAEForVideoClassification.from_pretrained(tmp_path / "p4/export/videomae")
   chex.assert_trees_all_close({k: v.numpy() for k, v in reference.state_dict().items() if k in weights},
                               runs[4][1], atol=0, rtol=0)
+
+
+def toy(workdir: Path, cache: Path, *overrides: str) -> list[str]:
+  """The loop's toy task (tests/training/toy.py) as a script, sharing the compilation cache."""
+  return ["-m", "tests.training.toy", str(workdir), f"compilation_cache_dir={cache}", *overrides]
+
+
+def saved_step(log: str) -> int:
+  """The step in the `{'preempted': True, 'step': N, ...}` line that the toy prints at its end."""
+  line = next(l for l in log.splitlines() if l.startswith("{'preempted': True"))
+  return int(line.split("'step': ")[1].split(",")[0])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_one_process_stops_all_at_one_saved_step(tmp_path, cache, signum):
+  """Process 1 alone is signalled (a preempted host, or Ctrl-C in its terminal); both save the same step
+  through JAX's preemption service and exit 0, and that checkpoint restores."""
+  workdir = tmp_path / "run"
+  cluster = mp.Cluster(toy(workdir, cache, "total_steps=100000", "log_every=1", "checkpoint_every=100000"), 2,
+                       tmp_path / "logs").start()
+  metrics = workdir / "metrics.jsonl"
+  cluster.wait_until(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3, 240,
+                     "three logged steps")
+  cluster.signal(1, signum)
+  assert cluster.wait(240) == [0, 0], cluster.all_logs()
+  steps = [saved_step(cluster.log(i)) for i in range(2)]
+  assert steps[0] == steps[1] >= 3, cluster.all_logs()
+  assert f"preempted: saved step {steps[0]}" in cluster.log(0)
+  from jaxlab import training
+  from tests.training import toy as toy_task
+  c = toy_task.config()
+  state = training.load_for_eval(toy_task.make_task(c), c, workdir)
+  assert int(state["step"]) == steps[0]
+
+
+def test_a_non_finite_loss_stops_every_process_at_the_same_step(tmp_path, cache):
+  """Batch 6 is the first with NaNs (rows 80..95 of the global stream, spread over both processes)."""
+  cluster = mp.run(toy(tmp_path / "run", cache, "total_steps=20", "log_every=1", "checkpoint_every=2",
+                       "async_checkpointing=false", "poison_from_example=80"), 2, tmp_path / "logs", expect=1)
+  for i in range(2):
+    assert "at step 6" in cluster.log(i) and "last good checkpoint is step 4" in cluster.log(i), cluster.all_logs()

@@ -1,4 +1,5 @@
-"""The train loop: sharded steps equal single-device steps, resume after a kill, SIGTERM, non-finite loss."""
+"""The train loop: sharded steps equal single-device steps, resume after a kill, SIGTERM and Ctrl-C, non-finite
+loss. The same on several processes: tests/parallel/test_multiprocess.py."""
 
 import json
 import os
@@ -8,12 +9,13 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from jaxlab import parallel, training
-from jaxlab.training import loop
+from jaxlab.training import loop, preemption
 from tests.training import toy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,11 +42,7 @@ def test_sharded_step_matches_one_device(shape):
   reference = _run_steps(parallel.make_mesh({"data": 1}, devices=jax.devices()[:1]), steps=3)
   sharded_mesh = parallel.make_mesh(shape)
   sharded = _run_steps(sharded_mesh, steps=3)
-  flat_ref = jax.tree_util.tree_leaves_with_path(reference)
-  flat = jax.tree.leaves(sharded)
-  assert len(flat_ref) == len(flat)
-  for (path, a), b in zip(flat_ref, flat):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=jax.tree_util.keystr(path))
+  chex.assert_trees_all_close(sharded, reference, atol=1e-5, rtol=1e-5)
   # The state really moved, and the weights really were split over the mesh.
   assert int(sharded["step"]) == 3
   assert not np.allclose(reference["params"]["fc1"]["kernel"], _run_steps(
@@ -91,8 +89,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
   step_a, a = _final_params(tmp_path / "straight")
   step_b, b = _final_params(tmp_path / "killed")
   assert step_a == step_b == 2 * n
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  chex.assert_trees_all_equal(b, a)  # the same steps on the same data: bit for bit
 
 
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_zero(tmp_path):
@@ -123,3 +120,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   step, state = _final_params(tmp_path)
   assert step == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+def test_ctrl_c_asks_for_a_save_and_a_second_one_stops_at_once():
+  before = signal.getsignal(signal.SIGINT)
+  with preemption.StopRequests() as stop:
+    assert not stop.reached(0)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.reached(1)  # the loop saves this step and returns
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is before

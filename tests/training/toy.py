@@ -77,6 +77,8 @@ def make_task(c) -> training.Task:
 
 
 if __name__ == "__main__":
+  from jaxlab import parallel
+  parallel.initialize()  # several processes when the cluster variables say so (tests/multiprocess.py)
   workdir, *items = sys.argv[1:]
   c = config()
   for item in items:
