@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from jaxlab import parallel
 from jaxlab.errors import UserError
 
 
@@ -22,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 0               # 0: evaluate only at the end
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.sharding_rules = ml_collections.ConfigDict(parallel.rule_settings())  # logical axis -> mesh axes
   c.async_checkpointing = True
   c.compilation_cache_dir = os.path.expanduser("~/.cache/jaxlab/xla")
   return c

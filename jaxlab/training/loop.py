@@ -43,7 +43,7 @@ def _split_variables(variables: Mapping):
   return params, variables
 
 
-def state_layout(task: Task, mesh, seed: int):
+def state_layout(task: Task, mesh, seed: int, rules=parallel.LOGICAL_AXIS_RULES):
   """The state's init function, its abstract shapes (with shardings) and its shardings."""
 
   def init_state(rng, unbox: bool = True):
@@ -64,10 +64,9 @@ def state_layout(task: Task, mesh, seed: int):
   # Initialising the boxed (logically annotated) parameters abstractly carries their axis names into the
   # optimiser state, so the moments are sharded like the parameters they track.
   boxed = jax.eval_shape(functools.partial(init_state, unbox=False), rng)
-  shardings = parallel.logical_sharding(nn.get_partition_spec(boxed), mesh)
-  abstract = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      jax.eval_shape(init_state, rng), shardings)
+  shapes = jax.eval_shape(init_state, rng)
+  shardings = parallel.logical_sharding(nn.get_partition_spec(boxed), mesh, rules, shapes)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
   return init_state, rng, abstract, shardings
 
 
@@ -93,33 +92,35 @@ def make_train_step(task: Task):
   return train_step
 
 
-def compile_train_step(task: Task, mesh, abstract_state, state_shardings, frozen, local_batch):
+def compile_train_step(task: Task, mesh, abstract_state, state_shardings, frozen, local_batch,
+                       rules=parallel.LOGICAL_AXIS_RULES):
   """The AOT-compiled train step for batches shaped like `local_batch`, and the batch shardings."""
-  batch_shardings = parallel.batch_shardings(local_batch, mesh, task.batch_axes)
+  batch_shardings = parallel.batch_shardings(local_batch, mesh, task.batch_axes, rules)
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
   step_fn = parallel.compile_step(
       make_train_step(task), mesh,
       in_shardings=(state_shardings, frozen_shardings, batch_shardings),
       out_shardings=(state_shardings, parallel.replicated(mesh)),
-      example_args=(abstract_state, frozen, parallel.abstract_batch(local_batch, batch_shardings)))
+      example_args=(abstract_state, frozen, parallel.abstract_batch(local_batch, batch_shardings)), rules=rules)
   return step_fn, batch_shardings
 
 
-def place_frozen(task: Task, mesh):
+def place_frozen(task: Task, mesh, rules=parallel.LOGICAL_AXIS_RULES):
   if task.frozen is None:
     return None
   if task.frozen_specs is None:
     return jax.device_put(task.frozen, parallel.replicated(mesh))
-  return jax.device_put(task.frozen, parallel.logical_sharding(task.frozen_specs, mesh))
+  return jax.device_put(task.frozen, parallel.logical_sharding(task.frozen_specs, mesh, rules, task.frozen))
 
 
 def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_iter=None):
   """The latest checkpoint's state (and data position) if there is one, else a fresh initialisation."""
-  init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed)
+  rules = parallel.axis_rules(config.get("sharding_rules"))
+  init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed, rules)
   latest = checkpointer.latest_step()
   if latest is not None:
     return checkpointer.restore(latest, abstract, data_iter), abstract, shardings, latest
-  with parallel.mesh_context(mesh):
+  with parallel.mesh_context(mesh, rules):
     state = jax.jit(init_state, out_shardings=shardings)(rng)
   if task.pretrained is not None:
     state["params"] = jax.device_put(task.pretrained(), shardings["params"])
@@ -142,10 +143,11 @@ def train(task: Task, config, workdir) -> dict:
   data_iter = iter(task.train_data())
   state, abstract, shardings, restored = restore_or_init(task, config, mesh, checkpointer, data_iter)
   start = int(jax.device_get(state["step"]))
-  frozen = place_frozen(task, mesh)
+  rules = parallel.axis_rules(config.get("sharding_rules"))
+  frozen = place_frozen(task, mesh, rules)
 
   first = next(data_iter)
-  step_fn, batch_shardings = compile_train_step(task, mesh, abstract, shardings, frozen, first)
+  step_fn, batch_shardings = compile_train_step(task, mesh, abstract, shardings, frozen, first, rules)
 
   writer = MetricWriter(workdir, config.total_steps, start)
   if restored is not None:
@@ -232,7 +234,7 @@ def load_for_eval(task: Task, config, workdir, step: int | None = None):
   if step is None:
     checkpointer.close()
     return None
-  _, _, abstract, _ = state_layout(task, mesh, config.seed)
+  _, _, abstract, _ = state_layout(task, mesh, config.seed, parallel.axis_rules(config.get("sharding_rules")))
   state = checkpointer.restore(step, abstract)
   checkpointer.close()
   return state
