@@ -1,7 +1,6 @@
 """Orbax checkpoints of the train state together with the data iterator's position."""
 
-from pathlib import Path
-
+from etils import epath
 import grain
 import orbax.checkpoint as ocp
 
@@ -13,8 +12,11 @@ class Checkpointer:
   leaves the previous checkpoint as the latest.
   """
 
-  def __init__(self, directory: Path, keep: int = 3, asynchronous: bool = True):
-    self.directory = Path(directory).absolute()
+  def __init__(self, directory, keep: int = 3, asynchronous: bool = True):
+    # A URL (gs://bucket/run/checkpoints) stays as given, for orbax to write there; a local path is made
+    # absolute. `pathlib` would turn `gs://b` into `<cwd>/gs:/b`.
+    directory = epath.Path(directory)
+    self.directory = directory if "://" in str(directory) else directory.absolute()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from etils import epath
 import jax
 import ml_collections
 
@@ -81,12 +82,12 @@ def save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
   """`<workdir>/config.json`, written by process 0 (the others share its workdir)."""
   if jax.process_index() != 0:
     return
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  (Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def load_saved_config(workdir: Path) -> ml_collections.ConfigDict:
-  path = Path(workdir) / "config.json"
+  path = epath.Path(workdir) / "config.json"
   if not path.is_file():
     raise UserError(f"{workdir} holds no config.json; is it the --workdir of a `jaxlab train` run?")
   return ml_collections.ConfigDict(json.loads(path.read_text()))

@@ -10,6 +10,7 @@ from pathlib import Path
 import signal
 import time
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,7 +136,7 @@ def train(task: Task, config, workdir) -> dict:
   every process saves the same step and returns early (the caller exits 0); on a non-finite loss it raises
   `TrainingStopped`, keeping the last good checkpoint.
   """
-  workdir = Path(workdir)
+  workdir = epath.Path(workdir)  # a local folder, or a URL such as gs://bucket/run
   configure_compilation_cache(config.get("compilation_cache_dir"))
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
@@ -229,7 +230,7 @@ def train(task: Task, config, workdir) -> dict:
 def load_for_eval(task: Task, config, workdir, step: int | None = None):
   """The params and model state of a checkpoint in `workdir` (the latest by default), sharded on a fresh mesh."""
   mesh = parallel.make_mesh(dict(config.mesh))
-  checkpointer = Checkpointer(Path(workdir) / "checkpoints", asynchronous=False)
+  checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints", asynchronous=False)
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     checkpointer.close()

@@ -5,6 +5,7 @@ import math
 import time
 from pathlib import Path
 
+from etils import epath
 import jax
 import tqdm
 
@@ -19,9 +20,9 @@ class MetricWriter:
     self._bar = None
     if not self.enabled:
       return
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(workdir / "metrics.jsonl", "a")
+    self._jsonl = (workdir / "metrics.jsonl").open("a")
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes events
     self._tb = SummaryWriter(str(workdir / "tensorboard"))
     if show_progress:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxlab import parallel, training
-from jaxlab.training import loop, preemption
+from jaxlab.training import checkpoint, loop, preemption
 from tests.training import toy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +51,18 @@ def test_sharded_step_matches_one_device(shape):
 
 def test_fsdp_and_tensor_axes_split_the_weights():
   mesh = parallel.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  task = toy.make_task(toy.config())
+  task_config = toy.config()
+  task = toy.make_task(task_config)
   _, _, _, shardings = loop.state_layout(task, mesh, 0)
   kernel = shardings["params"]["fc1"]["kernel"].spec
   assert tuple(kernel) == ("fsdp", "tensor")
   # Adam's moments follow their parameters.
   mu = shardings["opt_state"][0].mu["fc1"]["kernel"].spec
   assert tuple(mu) == ("fsdp", "tensor")
+  # --config.sharding_rules.mlp= : the MLP's hidden units stay whole.
+  rules = parallel.axis_rules(dict(task_config.sharding_rules, mlp=""))
+  _, _, _, shardings = loop.state_layout(task, mesh, 0, rules)
+  assert tuple(shardings["params"]["fc1"]["kernel"].spec) == ("fsdp", None)
 
 
 def _train_in_subprocess(workdir, *overrides, env_extra=None, wait=True):
@@ -131,3 +136,22 @@ def test_ctrl_c_asks_for_a_save_and_a_second_one_stops_at_once():
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
   assert signal.getsignal(signal.SIGINT) is before
+
+
+class _Reached(Exception):
+  pass
+
+
+def test_a_gs_workdir_reaches_orbax_as_given(monkeypatch, tmp_path):
+  """orbax writes to gs:// itself; the loop must hand it the URL, not `<cwd>/gs:/bucket/...`."""
+  def manager(directory, **kwargs):
+    raise _Reached(str(directory))
+  monkeypatch.setattr(checkpoint.ocp, "CheckpointManager", manager)
+  c = toy.config()
+  for call in (lambda: training.train(toy.make_task(c), c, "gs://bucket/runs/toy"),
+               lambda: training.load_for_eval(toy.make_task(c), c, "gs://bucket/runs/toy")):
+    with pytest.raises(_Reached, match="^gs://bucket/runs/toy/checkpoints$"):
+      call()
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(_Reached, match=f"^{tmp_path}/runs/toy/checkpoints$"):  # local: made absolute
+    training.Checkpointer("runs/toy/checkpoints")
