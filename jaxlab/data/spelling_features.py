@@ -52,7 +52,7 @@ class FrozenCLIP:
     self.tokenizer = CLIPTokenizer.load(tokenizer_dir, context_length=context) if tokenizer_dir else \
         CLIPTokenizer.default(context_length=context)
     self.image_size = self.module.vision_config.image_size
-    mesh = parallel.make_mesh({"data": -1})
+    mesh = parallel.make_mesh({"data": -1}, devices=jax.local_devices())  # this process' devices only
     devices = mesh.devices.size
     self.image_chunk, self.text_chunk = (-(-n // devices) * devices for n in (192, 256))
     self.params = jax.device_put(params, parallel.replicated(mesh))
@@ -201,7 +201,8 @@ def manifest_for(config, clip_folder) -> dict:
 def extract(config, features_dir, clip_folder, log=print) -> Path:
   """Encodes both splits (and the typographic set) into `features_dir`, unless a matching store is there.
 
-  Encoding runs in one process (over all of its devices); a multi-host run needs the store made beforehand.
+  Encoding runs in one process, over its own devices (`spelling.prepare_features` runs it on process 0 of a
+  multi-host run while the others wait; a large store is better made once beforehand, by a one-host run).
   """
   features_dir = Path(features_dir)
   manifest = manifest_for(config, clip_folder)
@@ -212,9 +213,6 @@ def extract(config, features_dir, clip_folder, log=print) -> Path:
       return features_dir
     raise UserError(f"{features_dir} holds features of another configuration (see its manifest.json); "
                     "delete it or set --config.features_dir to a new folder")
-  if jax.process_count() > 1:
-    raise UserError(f"{features_dir} holds no feature store; encode it first with a single-process run "
-                    "(the same config on one host), then start the multi-host run")
   clip = FrozenCLIP(clip_folder)
   data = config.data
   counts = {}

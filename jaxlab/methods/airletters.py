@@ -240,7 +240,7 @@ def evaluate(config, workdir, step=None) -> dict:
     if split not in splits:
       continue
     result = evaluate_split(model, state["params"], state["model_state"], splits[split], config, mesh)
-    parallel.write_once(f"eval {split}", lambda: write_split_metrics(result, split, step, out_dir))
+    parallel.write_once(f"{split} metrics", lambda: write_split_metrics(result, split, step, out_dir))
     summary.update({f"{split}/top1": result["top1"], f"{split}/top5": result["top5"],
                     f"{split}/mean_class_accuracy": result["mean_class_accuracy"]})
   return summary

@@ -120,7 +120,7 @@ def pipeline_folder(config, workdir) -> Path:
   """`config.pretrained`, or for `tiny-random` a small random pipeline written once under the workdir."""
   if config.pretrained == TINY_RANDOM:
     folder = Path(workdir) / TINY_RANDOM
-    parallel.write_once(TINY_RANDOM, lambda: (folder / "model_index.json").is_file() or write_tiny_random(
+    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or write_tiny_random(
         folder, seed=0, sample_size=config.image_size // 2))
     return folder
   if not config.pretrained:
@@ -330,7 +330,7 @@ def evaluate(config, workdir, step=None) -> dict:
   trainable, step = restore(config, workdir, setup, step)
   results = erase_metrics_fn(config, setup)(trainable)
   if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
-    results.update(parallel.write_once("generation", lambda: generation_eval(
+    results.update(parallel.write_once("generated images", lambda: generation_eval(
         config, setup, trainable, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
 

@@ -154,8 +154,14 @@ def random_clip_folder(config, directory: Path) -> Path:
 
 
 def prepare_features(config, workdir, log=print) -> Path:
-  """The feature store of this config, encoding it with the frozen CLIP on first use."""
+  """The feature store of this config, encoding it with the frozen CLIP on first use (on process 0, with its
+  own devices, while the others wait)."""
   directory = features_dir(config, workdir)
+  parallel.write_once("spelling features", lambda: _encode_features(config, directory, log))
+  return directory
+
+
+def _encode_features(config, directory: Path, log) -> None:
   if config.clip.path == "random":
     directory.mkdir(parents=True, exist_ok=True)
     clip_folder = random_clip_folder(config, directory)
@@ -164,7 +170,7 @@ def prepare_features(config, workdir, log=print) -> Path:
     if not config.clip.path or not clip_folder.is_dir():
       raise UserError(f"clip.path {config.clip.path!r} is not a folder; pass --config.clip.path=<a transformers "
                       "CLIPModel folder (config.json + model.safetensors), e.g. a local openai/clip-vit-base-patch32>")
-  return spelling_features.extract(config, directory, clip_folder, log=log)
+  spelling_features.extract(config, directory, clip_folder, log=log)
 
 
 # --------------------------------------------------------------------------------------------- evaluation

@@ -75,17 +75,21 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-  """Waits until every process has reached the barrier `name` (nothing to wait for on one process)."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
-
-
 def write_once(name: str, write: Callable[[], T]) -> T | None:
   """`write()` on process 0 only; every process returns once it has finished, so all can read the result
-  (the workdir is shared storage). Every process must call it, unconditionally."""
-  result = write() if is_main_process() else None
-  barrier(name)
+  (the workdir is shared storage). Every process must call it, unconditionally. When `write` fails, process 0
+  raises its error and the others a `UserError` that points at it, instead of waiting for it forever.
+  """
+  result, error = None, None
+  if is_main_process():
+    try:
+      result = write()
+    except Exception as e:  # re-raised below, once the others know
+      error = e
+  if agree_any(error is not None):  # also the barrier: every process waits here for process 0
+    if error is not None:
+      raise error
+    raise UserError(f"process 0 failed while writing the {name}; its log says why")
   return result
 
 

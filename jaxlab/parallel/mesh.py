@@ -38,6 +38,7 @@ LOGICAL_AXIS_RULES = (
     ("kv", None),
     ("vocab", "tensor"),
     ("conv_out", ("fsdp", "tensor")),  # output channels: FSDP, and tensor parallelism (Megatron's columns)
+    ("conv_group_out", None),  # grouped convs (see nn.conv)
     ("conv_in", None),
     ("norm", None),
     ("classes", None),

@@ -56,13 +56,13 @@ def assert_written_by_process_zero(writes: list[list[str]], workdir: Path, expec
     assert any(w.startswith(str(workdir / name)) for w in outside[0]), (name, outside[0])
 
 
-def assert_own_rows(reads: list[list[str]], count: int):
+def assert_own_rows(reads: list[list[str]], global_batch: int, steps: int):
   """Process p read only rows p * L ... (p + 1) * L - 1 of each global batch, and every trained row was read."""
-  local = GLOBAL_BATCH // count
+  local = global_batch // len(reads)
   rows = [{int(r) for r in rs} for rs in reads]
   for p, own in enumerate(rows):
-    assert own and all((r % GLOBAL_BATCH) // local == p for r in own), (p, sorted(own)[:20])
-  assert set(range(STEPS * GLOBAL_BATCH)) <= set().union(*rows)
+    assert own and all((r % global_batch) // local == p for r in own), (p, sorted(own)[:20])
+  assert set(range(steps * global_batch)) <= set().union(*rows)
 
 
 def test_airletters_on_one_two_and_four_processes_is_one_run(tmp_path, airletters_data, cache):
@@ -86,7 +86,7 @@ def test_airletters_on_one_two_and_four_processes_is_one_run(tmp_path, airletter
       assert "resumed from step 2" in cluster.log(0), cluster.all_logs()
     assert "exported" in cluster.log(0) and all("exported" not in cluster.log(i) for i in range(1, count))
     if count > 1:
-      assert_own_rows(mp.logged(log, "reads", count), count)
+      assert_own_rows(mp.logged(log, "reads", count), GLOBAL_BATCH, STEPS)
     assert_written_by_process_zero(mp.logged(log, "writes", count), workdir,
                                    ["config.json", "metrics.jsonl", "tensorboard", "export/videomae"])
     runs[count] = (train_curve(workdir), load_file(str(workdir / "export/videomae/model.safetensors")))
@@ -146,3 +146,70 @@ def test_a_non_finite_loss_stops_every_process_at_the_same_step(tmp_path, cache)
                        "async_checkpointing=false", "poison_from_example=80"), 2, tmp_path / "logs", expect=1)
   for i in range(2):
     assert "at step 6" in cluster.log(i) and "last good checkpoint is step 4" in cluster.log(i), cluster.all_logs()
+
+
+@pytest.fixture(scope="module")
+def something_else_data(tmp_path_factory):
+  from jaxlab.data import cli as data_cli
+  from jaxlab.data import something_else_synth
+  root = tmp_path_factory.mktemp("something_else")
+  release = something_else_synth.write_dataset(root / "release", {"train": 24, "validation": 8}, seed=1)
+  data_cli.build("something_else", release, root / "tfds", "compositional_boxes")
+  return root / "tfds"
+
+
+FSDP_ACROSS = ["--config.mesh.data=1", "--config.mesh.fsdp=8", "--config.log_every=1"]
+METHODS = {  # the train command's arguments (3 steps), its global batch, and what it exports
+    "esd": (["train", "esd", "--config", "train/configs/esd.py:tiny", "--config.steps=3", "--config.ddim_steps=4",
+             "--config.checkpoint_every=3"], 8,
+            ["export/unet/diffusion_pytorch_model.safetensors", "export/esd.safetensors"]),
+    "something_else": (["train", "something_else", "--config", "train/configs/something_else.py:tiny",
+                        "--config.epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8"], 8,
+                       ["export/stin_oie_nl.safetensors"]),
+    "spelling": (["train", "spelling", "--config", "train/configs/spelling.py:tiny", "--config.clip.random.image_size=32",
+                  "--config.clip.random.patch_size=8", "--config.clip.random.hidden_size=32",
+                  "--config.clip.random.projection_dim=32", "--config.data.num_classes=4", "--config.data.train_size=64",
+                  "--config.data.val_size=16", "--config.out_dim=16", "--config.batch_size=16",
+                  "--config.total_steps=3", "--config.checkpoint_every=3"], 16, ["projection.npy", "results.md"]),
+}
+
+
+def exported_arrays(workdir: Path, names: list[str]) -> list[dict]:
+  """The arrays of the exports among `names` (safetensors files, .npy)."""
+  return [load_file(str(workdir / n)) if n.endswith(".safetensors") else {"array": np.load(workdir / n)}
+          for n in names if n.endswith((".safetensors", ".npy"))]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_on_two_processes_is_one_run(tmp_path, cache, method, request):
+  """ESD, Something-Else and CLIP spelling, fsdp across both processes: the loss curve and exports of one
+  process; each process reads its own rows; everything outside the checkpoints is written by process 0."""
+  args, global_batch, exports = METHODS[method]
+  if method == "something_else":
+    args = [*args, f"--config.data_dir={request.getfixturevalue('something_else_data')}"]
+  runs = {}
+  for count in (1, 2):
+    workdir, log = tmp_path / f"p{count}", tmp_path / f"p{count}-log"
+    mp.run(mp.jaxlab(*args, *FSDP_ACROSS, "--workdir", str(workdir), f"--config.compilation_cache_dir={cache}"),
+           count, tmp_path / f"p{count}-logs", env={mp.LOG_ENV: str(log)})
+    if count == 2:
+      assert_own_rows(mp.logged(log, "reads", count), global_batch, steps=3)
+    assert_written_by_process_zero(mp.logged(log, "writes", count), workdir, ["config.json", *exports])
+    runs[count] = (train_curve(workdir), exported_arrays(workdir, exports))
+  (curve, files), (other_curve, other_files) = runs[1], runs[2]
+  assert sorted(curve) == sorted(other_curve) and len(curve) >= 3
+  np.testing.assert_allclose([other_curve[s] for s in curve], list(curve.values()), rtol=1e-5)
+  chex.assert_trees_all_close(other_files, files, atol=1e-5, rtol=1e-5)
+  if method == "esd":
+    diffusers = pytest.importorskip("diffusers")
+    unet = diffusers.UNet2DConditionModel.from_pretrained(tmp_path / "p2/export/unet")
+    chex.assert_trees_all_close({k: v.numpy() for k, v in unet.state_dict().items()}, other_files[0], atol=0, rtol=0)
+
+
+def test_a_failed_write_on_process_zero_stops_every_process(tmp_path):
+  """Process 0 fails making the spelling features (no CLIP there); process 1, waiting for them, is told."""
+  args = METHODS["spelling"][0]
+  cluster = mp.run(mp.jaxlab(*args, "--config.clip.path=/nowhere", "--workdir", str(tmp_path / "run")), 2,
+                   tmp_path / "logs", expect=2)
+  assert "clip.path '/nowhere' is not a folder" in cluster.log(0)
+  assert "process 0 failed while writing the spelling features" in cluster.log(1)
