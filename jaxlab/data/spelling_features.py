@@ -56,7 +56,7 @@ class FrozenCLIP:
     devices = mesh.devices.size
     self.image_chunk, self.text_chunk = (-(-n // devices) * devices for n in (192, 256))
     self.params = jax.device_put(params, parallel.replicated(mesh))
-    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    batch = self._batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
     def normalised(x):
       return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
@@ -81,14 +81,17 @@ class FrozenCLIP:
 
   def images(self, pixels: np.ndarray) -> np.ndarray:
     """Preprocessed `[B, H, W, 3]` -> `[B, D]`."""
-    out = [np.asarray(self._images(self.params, x))[:rows] for (x,), rows in self._chunks([pixels], self.image_chunk)]
+    put = lambda x: jax.device_put(x, self._batch)  # numpy may not meet a sharding in a multi-process jit
+    out = [np.asarray(self._images(self.params, put(x)))[:rows]
+           for (x,), rows in self._chunks([pixels], self.image_chunk)]
     return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
   def texts(self, texts: list[str]) -> np.ndarray:
     if not texts:
       return np.zeros((0, self.dim), np.float32)
     tokens = self.tokenizer(texts)
-    out = [np.asarray(self._texts(self.params, ids, mask))[:rows]
+    put = lambda x: jax.device_put(x, self._batch)
+    out = [np.asarray(self._texts(self.params, put(ids), put(mask)))[:rows]
            for (ids, mask), rows in self._chunks([tokens["input_ids"], tokens["attention_mask"]], self.text_chunk)]
     return np.concatenate(out)
 

@@ -164,7 +164,7 @@ METHODS = {  # the train command's arguments (3 steps), its global batch, and wh
              "--config.checkpoint_every=3"], 8,
             ["export/unet/diffusion_pytorch_model.safetensors", "export/esd.safetensors"]),
     "something_else": (["train", "something_else", "--config", "train/configs/something_else.py:tiny",
-                        "--config.epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8"], 8,
+                        "--config.epochs=1", "--config.batch_size=48", "--config.eval_batch_size=48"], 48,
                        ["export/stin_oie_nl.safetensors"]),
     "spelling": (["train", "spelling", "--config", "train/configs/spelling.py:tiny", "--config.clip.random.image_size=32",
                   "--config.clip.random.patch_size=8", "--config.clip.random.hidden_size=32",
