@@ -332,11 +332,7 @@ def export(config, workdir) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------------- demo
 
-def _config_file() -> Path:
-  return Path(__file__).resolve().parents[2] / "train" / "configs" / "spelling.py"
-
-
-def _sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
+def sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
   """Rows of (photo, word image, photo with word) re-rendered from the stored ids, as a PNG."""
   import matplotlib
   matplotlib.use("Agg")
@@ -364,7 +360,7 @@ def demo(workdir):
   """Tiny config end to end: generated photos + words, a random CLIP, both presets, one results table."""
   from jaxlab.methods import DemoSection
   workdir = Path(workdir)
-  base = training.load_config(f"{_config_file()}:tiny")
+  base = training.load_config("spelling:tiny")
   base.features_dir = str(workdir / "features")
   base.typographic_dir = str(spelling_sources.write_typographic_set(workdir / "typographic", count=24))
   columns = {}
@@ -378,7 +374,7 @@ def demo(workdir):
   columns = {"CLIP": evaluate_features(base.features_dir), **columns}
   table = results_table(columns)
   (workdir / "results.md").write_text(table + "\n")
-  sheet = _sample_sheet(Path(base.features_dir), workdir / "samples.png")
+  sheet = sample_sheet(Path(base.features_dir), workdir / "samples.png")
   learn, forget = columns[PRESET_NAMES["learn"]], columns[PRESET_NAMES["forget"]]
   figures = {
       "learn: photo+word -> word image (fake)": learn["fake/im_it_img_t/a2b"],

@@ -20,7 +20,7 @@ from flax import linen as nn
 from jaxlab import nn as jnn
 from jaxlab.errors import UserError
 from jaxlab.models import weights
-from jaxlab.models.unet2d import Attention, ResnetBlock2D, downsample, upsample
+from jaxlab.models.diffusers_blocks import Attention, ResnetBlock2D, downsample, upsample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,8 +218,8 @@ FAMILY = weights.register(weights.Family(
     from_config=_from_config,
     to_config=_to_config,
     dummy_inputs=_dummy_inputs,
-    layer_lists=frozenset({"down_blocks", "up_blocks", "resnets", "attentions", "downsamplers", "upsamplers",
-                           "to_out"}),
+    naming=weights.Naming(frozenset({"down_blocks", "up_blocks", "resnets", "attentions", "downsamplers",
+                                     "upsamplers", "to_out"})),
     weights_name="diffusion_pytorch_model.safetensors",
     rename_in=_rename_in,
 ))

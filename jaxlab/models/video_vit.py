@@ -252,6 +252,6 @@ FAMILY = weights.register(weights.Family(
     from_config=_from_config,
     to_config=_to_config,
     dummy_inputs=_dummy_inputs,
-    layer_lists=frozenset({"layer"}),
+    naming=weights.Naming(frozenset({"layer"})),
     rename_in=_rename_in,
 ))

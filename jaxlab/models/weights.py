@@ -1,8 +1,9 @@
 """One weight converter for every family: reference-library folders (transformers / diffusers) <-> Flax params.
 
-A family (`Family`) says how its reference config maps to our module and which of its module names are lists
-(`layer.3` in PyTorch is `layer_3` in Flax, or row 3 of a scanned `layer` stack). Everything else follows one
-rule set, driven by the Flax parameter tree:
+A family (`Family`) says how its reference config maps to our module and how its parameter paths are spelled
+in PyTorch (`Naming`): which module names are lists (`layer.3` in PyTorch is `layer_3` in Flax, or row 3 of a
+scanned `layer` stack, told apart by the stack's `layers` logical axis) and which pieces are renamed (positions
+in an `nn.Sequential`). Everything else follows one rule set, driven by the Flax parameter tree:
 
   Flax leaf    PyTorch key    tensor
   kernel       weight         Linear: [in, out] <-> [out, in]; ConvNd: [*k, in, out] <-> [out, in, *k]
@@ -31,7 +32,8 @@ from flax import linen as nn
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
+from jaxlab.nn.stack import LAYERS_AXIS
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # The module that defines each reference class; imported on first use.
@@ -51,6 +53,54 @@ _REGISTRY: dict[str, "Family"] = {}
 _BY_MODULE_TYPE: dict[type, "Family"] = {}
 
 
+_LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "embedding": "weight", "mean": "running_mean",
+                  "var": "running_var"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+  """How one family spells Flax parameter paths as PyTorch state-dict keys, the same way for loading and saving.
+
+  Attributes:
+    lists: PyTorch ModuleList names. `resnets_3` is `resnets.3`; a scanned stack (parameters whose first logical
+      axis is `layers`) under a list's name is rows `layers.0`, `layers.1`, ...
+    renames: (ours, theirs) pairs of dotted key pieces for PyTorch names that are no Flax module name, such as
+      positions in an `nn.Sequential` (`conv1.norm` is `conv1.0`). Each side's pieces are distinct, so a key
+      maps back to one path (`finetune` looks paths up by diffusers name).
+  """
+  lists: frozenset[str] = frozenset()
+  renames: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    ours, theirs = [a for a, _ in self.renames], [b for _, b in self.renames]
+    if len(set(ours)) != len(ours) or len(set(theirs)) != len(theirs) or set(ours) & set(theirs):
+      raise ValueError(f"renames {self.renames} do not map one to one")
+
+  @classmethod
+  def of(cls, naming: "Naming | frozenset[str]") -> "Naming":
+    """A `Naming`, or the ModuleList names of a family that renames nothing."""
+    return naming if isinstance(naming, Naming) else cls(lists=frozenset(naming))
+
+  def torch_key(self, path: tuple[str, ...], layer: int | None = None) -> str:
+    """The PyTorch key of a Flax leaf path; `layer` is the row of a scanned stack."""
+    *modules, leaf = path
+    parts = []
+    for component in modules:
+      parts.append(self._list_item(component))
+      if layer is not None and component in self.lists:
+        parts.append(str(layer))
+    key = ".".join(parts + [_LEAF_TO_TORCH.get(leaf, leaf)])
+    for ours, theirs in self.renames:
+      key = re.sub(rf"(^|\.){re.escape(ours)}\.", rf"\g<1>{theirs}.", key)
+    return key
+
+  def _list_item(self, component: str) -> str:
+    match = re.fullmatch(r"(.+)_(\d+)", component)
+    if match and match.group(1) in self.lists:
+      return f"{match.group(1)}.{match.group(2)}"
+    return component
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   """How one reference class maps onto one of our modules.
@@ -61,7 +111,7 @@ class Family:
     from_config: `(reference config dict, dtype, param_dtype) -> module`.
     to_config: `module -> reference config dict` (what `from_pretrained` reads back).
     dummy_inputs: `module -> args` for `module.init`, to get the parameter shapes.
-    layer_lists: PyTorch ModuleList names (`layer`, `down_blocks`, ...).
+    naming: how parameter paths are spelled as PyTorch keys (ModuleList names, renamed pieces).
     weights_name: the safetensors file the reference library writes.
     rename_in: optional `torch_key -> torch_key | None`, applied when loading: legacy names to current ones,
       None for keys to drop (stale buffers).
@@ -73,16 +123,19 @@ class Family:
   from_config: Callable[..., nn.Module]
   to_config: Callable[[nn.Module], dict]
   dummy_inputs: Callable[[nn.Module], tuple]
-  layer_lists: frozenset[str] = frozenset()
+  naming: Naming = Naming()
   weights_name: str = "model.safetensors"
   rename_in: Callable[[str], str | None] | None = None
   init_method: str | None = None
 
-  def abstract_variables(self, module: nn.Module) -> dict:
+  def boxed_variables(self, module: nn.Module) -> dict:
+    """The module's variables as shapes, with their logical-axis boxes (`nn.Partitioned`)."""
     init = module.init if self.init_method is None else \
         lambda rng, *a: module.init(rng, *a, method=self.init_method)
-    shapes = jax.eval_shape(init, jax.random.key(0), *self.dummy_inputs(module))
-    return nn.meta.unbox(shapes)
+    return jax.eval_shape(init, jax.random.key(0), *self.dummy_inputs(module))
+
+  def abstract_variables(self, module: nn.Module) -> dict:
+    return nn.meta.unbox(self.boxed_variables(module))
 
 
 def register(family: Family) -> Family:
@@ -103,67 +156,91 @@ def family_for(class_name: str) -> Family:
 
 # ----------------------------------------------------------------------------------------------- key mapping
 
-_LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "embedding": "weight", "mean": "running_mean",
-                  "var": "running_var"}
+def torch_key(path: tuple[str, ...], naming: Naming | frozenset[str] = frozenset(), layer: int | None = None) -> str:
+  """The PyTorch state-dict key of a Flax leaf path under a family's `naming` (or just its list names)."""
+  return Naming.of(naming).torch_key(path, layer)
 
 
-def _torch_name(component: str, layer_lists) -> str:
-  match = re.fullmatch(r"(.+)_(\d+)", component)
-  if match and match.group(1) in layer_lists:
-    return f"{match.group(1)}.{match.group(2)}"
-  return component
+def stacked_paths(boxed: Mapping) -> frozenset[tuple[str, ...]]:
+  """The leaf paths of a boxed tree (`init` / `eval_shape` output) that are scanned stacks: first axis `layers`."""
+  flat = traverse_util.flatten_dict(boxed)
+  return frozenset(path for path, leaf in flat.items()
+                   if isinstance(leaf, nn.Partitioned) and leaf.names and leaf.names[0] == LAYERS_AXIS)
 
 
-def torch_key(path: tuple[str, ...], layer_lists=frozenset(), layer: int | None = None) -> str:
-  """The PyTorch state-dict key of a Flax leaf path; `layer` fills the row of a scanned stack."""
-  *modules, leaf = path
-  parts = []
-  for component in modules:
-    parts.append(_torch_name(component, layer_lists))
-    if layer is not None and component in layer_lists:
-      parts.append(str(layer))
-  return ".".join(parts + [_LEAF_TO_TORCH.get(leaf, leaf)])
+def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
+  if stack_len is None:
+    return [naming.torch_key(path)]
+  keys = [naming.torch_key(path, i) for i in range(stack_len)]
+  if naming.torch_key(path, 0) == naming.torch_key(path, 1):  # the index lands nowhere (a stack of one too)
+    raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
+  return keys
 
 
-def _scanned(path, layer_lists) -> bool:
-  return any(component in layer_lists for component in path[:-1])
+def _check_one_to_one(keys_by_path: dict) -> None:
+  seen = {}
+  for path, keys in keys_by_path.items():
+    for key in keys:
+      if key in seen:
+        raise ValueError(f"{'/'.join(seen[key])} and {'/'.join(path)} both map to {key}; fix the family's Naming")
+      seen[key] = path
 
 
-def _to_flax_layout(leaf: str, w: np.ndarray, flax_ndim: int) -> np.ndarray:
-  if leaf == "kernel" and w.ndim == 2:
-    return w.T
-  if leaf == "kernel" and w.ndim > 2:
-    return np.transpose(w, tuple(range(2, w.ndim)) + (1, 0))
-  return w
+def _torch_axes(leaf: str, ndim: int) -> tuple[int, ...]:
+  """The permutation from a Flax leaf's layout to PyTorch's: Linear [in, out] -> [out, in], ConvNd
+  [*k, in, out] -> [out, in, *k]; anything else as is."""
+  if leaf != "kernel" or ndim < 2:
+    return tuple(range(ndim))
+  return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+
+
+def _to_flax_layout(leaf: str, w: np.ndarray) -> np.ndarray:
+  return np.transpose(w, np.argsort(_torch_axes(leaf, w.ndim)))
 
 
 def _to_torch_layout(leaf: str, w: np.ndarray) -> np.ndarray:
-  if leaf == "kernel" and w.ndim == 2:
-    return w.T
-  if leaf == "kernel" and w.ndim > 2:
-    n = w.ndim
-    return np.transpose(w, (n - 1, n - 2) + tuple(range(n - 2)))
-  return w
+  return np.transpose(w, _torch_axes(leaf, w.ndim))
 
 
-def torch_to_flax(state: Mapping[str, np.ndarray], abstract: Mapping, layer_lists=frozenset(),
-                  dtype=jnp.float32, name: str = "checkpoint") -> dict:
-  """Fills the Flax tree `abstract` (shapes) from a PyTorch state dict; every Flax leaf must be found."""
+def torch_shapes(abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
+                 stacked: frozenset = frozenset()) -> dict[str, tuple[int, ...]]:
+  """The key and shape of every tensor `flax_to_torch` writes for a tree of this shape, without any memory (to
+  check a model of full size against the reference's state dict)."""
+  naming = Naming.of(naming)
   flat = traverse_util.flatten_dict(abstract)
+  keys_by_path = {path: _torch_keys(path, naming, leaf.shape[0] if path in stacked else None)
+                  for path, leaf in flat.items()}
+  _check_one_to_one(keys_by_path)
+  shapes = {}
+  for path, leaf in flat.items():
+    shape = leaf.shape[1:] if path in stacked else leaf.shape
+    shapes.update({key: tuple(shape[a] for a in _torch_axes(path[-1], len(shape))) for key in keys_by_path[path]})
+  return shapes
+
+
+def torch_to_flax(state: Mapping[str, np.ndarray], abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
+                  dtype=jnp.float32, name: str = "checkpoint", stacked: frozenset = frozenset()) -> dict:
+  """Fills the Flax tree `abstract` (shapes) from a PyTorch state dict; every Flax leaf must be found.
+
+  `stacked` names the scanned-stack leaves (`stacked_paths` of the boxed tree): their rows are stacked.
+  """
+  naming = Naming.of(naming)
+  flat = traverse_util.flatten_dict(abstract)
+  keys_by_path = {path: _torch_keys(path, naming, shape.shape[0] if path in stacked else None)
+                  for path, shape in flat.items()}
+  _check_one_to_one(keys_by_path)
   out, missing, used = {}, [], set()
   for path, shape in flat.items():
-    leaf = path[-1]
-    scan_len = shape.shape[0] if _scanned(path, layer_lists) else None
-    keys = [torch_key(path, layer_lists, i) for i in range(scan_len)] if scan_len else \
-        [torch_key(path, layer_lists)]
+    keys, scanned = keys_by_path[path], path in stacked
     if not all(k in state for k in keys):
       missing.extend(k for k in keys if k not in state)
       continue
-    tensors = [_to_flax_layout(leaf, np.asarray(state[k]), len(shape.shape)) for k in keys]
-    value = np.stack(tensors) if scan_len else tensors[0]
+    tensors = [_to_flax_layout(path[-1], np.asarray(state[k])) for k in keys]
+    value = np.stack(tensors) if scanned else tensors[0]
     if value.shape != tuple(shape.shape):
-      raise UserError(f"{name}: {keys[0]} has shape {value.shape[1:] if scan_len else value.shape}, "
-                      f"the model expects {shape.shape}; does config.json match the weights?")
+      raise UserError(f"{name}: {keys[0]} has shape {value.shape[1:] if scanned else value.shape}, "
+                      f"the model expects {shape.shape[1:] if scanned else shape.shape}; does config.json match "
+                      "the weights?")
     out[path] = value.astype(dtype if jnp.issubdtype(shape.dtype, jnp.floating) else shape.dtype)
     used.update(keys)
   if missing:
@@ -179,16 +256,20 @@ def _contiguous(w: np.ndarray) -> np.ndarray:
   return np.require(w, requirements="C")
 
 
-def flax_to_torch(params: Mapping, layer_lists=frozenset()) -> dict[str, np.ndarray]:
+def flax_to_torch(params: Mapping, naming: Naming | frozenset[str] = frozenset(),
+                  stacked: frozenset = frozenset()) -> dict[str, np.ndarray]:
   """The PyTorch state dict of a Flax tree (inverse of `torch_to_flax`)."""
+  naming = Naming.of(naming)
+  flat = {path: np.asarray(value, dtype=np.float32) if value.dtype == jnp.bfloat16 else np.asarray(value)
+          for path, value in traverse_util.flatten_dict(jax.device_get(params)).items()}
+  keys_by_path = {path: _torch_keys(path, naming, len(value) if path in stacked else None)
+                  for path, value in flat.items()}
+  _check_one_to_one(keys_by_path)
   state = {}
-  for path, value in traverse_util.flatten_dict(jax.device_get(params)).items():
-    value = np.asarray(value, dtype=np.float32) if value.dtype == jnp.bfloat16 else np.asarray(value)
-    if _scanned(path, layer_lists):
-      for i, row in enumerate(value):
-        state[torch_key(path, layer_lists, i)] = _contiguous(_to_torch_layout(path[-1], row))
-    else:
-      state[torch_key(path, layer_lists)] = _contiguous(_to_torch_layout(path[-1], value))
+  for path, value in flat.items():
+    rows = value if path in stacked else [value]
+    for key, row in zip(keys_by_path[path], rows):
+      state[key] = _contiguous(_to_torch_layout(path[-1], row))
   return state
 
 
@@ -201,7 +282,10 @@ def read_config(path: Path) -> dict:
   config_file = path / "config.json"
   if not config_file.is_file():
     raise UserError(f"{path} has no config.json; is it a transformers/diffusers model folder?")
-  return json.loads(config_file.read_text())
+  config = read_json(config_file, "a model's config")
+  if not isinstance(config, dict):
+    raise UserError(f"{config_file} should hold a JSON object of the model's settings")
+  return config
 
 
 def class_name(config: Mapping) -> str:
@@ -248,10 +332,11 @@ def load_pretrained(path, dtype=jnp.float32, param_dtype=jnp.float32, **module_f
   state = read_safetensors(path)
   if family.rename_in is not None:
     state = {new: v for k, v in state.items() if (new := family.rename_in(k)) is not None}
-  abstract = family.abstract_variables(module)
+  boxed = family.boxed_variables(module)
   # One state dict fills every collection (`params`, `batch_stats`): their leaf names differ.
-  variables = {col: torch_to_flax(state, tree, family.layer_lists, param_dtype, name=str(path))
-               for col, tree in abstract.items()}
+  variables = {col: torch_to_flax(state, nn.meta.unbox(tree), family.naming, param_dtype, name=str(path),
+                                  stacked=stacked_paths(tree))
+               for col, tree in boxed.items()}
   if len(variables) == 1:
     return module, variables["params"]
   return module, variables
@@ -268,9 +353,10 @@ def save_pretrained(path, module: nn.Module, params) -> Path:
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
   variables = params if "params" in params else {"params": params}
+  boxed = family.boxed_variables(module)
   state = {}
-  for tree in variables.values():
-    state.update(flax_to_torch(tree, family.layer_lists))
+  for col, tree in variables.items():
+    state.update(flax_to_torch(tree, family.naming, stacked_paths(boxed[col])))
   tmp = path / f"{family.weights_name}.{jax.process_index()}.{os.getpid()}.tmp"  # unique to this writer
   save_file(state, str(tmp), metadata={"format": "pt"})
   tmp.replace(path / family.weights_name)
