@@ -1,6 +1,6 @@
 """The `jaxlab` command.
 
-  jaxlab train METHOD --config train/configs/METHOD.py:VARIANT --workdir DIR [--config.KEY=VALUE ...]
+  jaxlab train METHOD --config METHOD:VARIANT --workdir DIR [--config.KEY=VALUE ...]   (or --config FILE.py:VARIANT)
   jaxlab eval METHOD --workdir DIR [--step N]
   jaxlab demo [--workdir DIR] [--only METHOD,...]
   jaxlab bench MODEL [--batch-size N] [--steps N]
@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 
+from jaxlab import compilation_cache
 from jaxlab.errors import UserError
 
 # Packages that add their own verbs: each has `register(subparsers)`; heavy imports stay in the handlers.
@@ -43,28 +44,32 @@ def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def _train(args, overrides) -> int:
   from jaxlab import methods, training, parallel
   parallel.initialize()
-  method = methods.get(args.method)
+  method = methods.get(args.method, needs="make_task")
   config = training.load_config(args.config, overrides)
-  training.save_config(config, args.workdir)
-  task = method.make_task(config, args.workdir)
-  try:
-    result = training.train(task, config, args.workdir)
-  except training.TrainingStopped as e:
-    print(f"jaxlab: training stopped: {e}", file=sys.stderr)
-    return 1
-  summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-  print(f"{'preempted' if result.get('preempted') else 'done'}: {summary}")
-  if hasattr(method, "export") and not result.get("preempted"):
-    for path in method.export(config, args.workdir) or ():
-      print(f"exported {path}")
+  methods.check_config(args.method, config, args.config, f"pass train/configs/{args.method}.py:VARIANT")
+  training.check_settings(config)
+  with training.workdir.hold(args.workdir):
+    task = method.make_task(config, args.workdir)
+    try:
+      result = training.train(task, config, args.workdir)
+    except training.TrainingStopped as e:
+      print(f"jaxlab: training stopped: {e}", file=sys.stderr)
+      return 1
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    print(f"{'preempted' if result.get('preempted') else 'done'}: {summary}")
+    if hasattr(method, "export") and not result.get("preempted"):
+      for path in method.export(config, args.workdir) or ():
+        print(f"exported {path}")
   return 0
 
 
 def _eval(args, overrides) -> int:
   from jaxlab import methods, training, parallel
   parallel.initialize()
-  method = methods.get(args.method)
+  method = methods.get(args.method, needs="evaluate")
   config = training.load_saved_config(args.workdir)
+  methods.check_config(args.method, config, f"{args.workdir}/config.json",
+                       f"evaluate it with `jaxlab eval {{owner}} --workdir {args.workdir}`")
   for item in overrides:
     training.config.apply_override(config, item)
   metrics = method.evaluate(config, args.workdir, step=args.step)
@@ -92,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("train", help="train a method; resumes from the latest checkpoint in --workdir")
   p.add_argument("method")
-  p.add_argument("--config", required=True, help="train/configs/METHOD.py:VARIANT")
+  p.add_argument("--config", required=True, help="METHOD:VARIANT (the packaged config) or path/to/config.py:VARIANT")
   p.add_argument("--workdir", required=True)
   p.set_defaults(handler=_train)
 
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if overrides and args.command not in ("train", "eval"):
       raise UserError(f"--config.* overrides apply to train and eval, not {args.command}")
+    compilation_cache.configure(compilation_cache.default_directory())
     return args.handler(args, overrides) or 0
   except UserError as e:
     print(f"jaxlab: error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 
 def _domains_file(path: str | None) -> list[str] | None:
@@ -95,7 +95,7 @@ def _label(args) -> int:
   if not tos_path.is_file():
     from jaxlab.audit.crawl import export
     export(crawl_dir)
-  tos_json = json.loads(tos_path.read_text())
+  tos_json = read_json(tos_path, "the ToS snapshots of a crawl")
   if args.labeller == "keyword":
     labeller = tos.KeywordLabeller()
   else:
@@ -112,6 +112,13 @@ def _label(args) -> int:
   return 0
 
 
+def _labels(path: Path) -> dict:
+  labels = read_json(path, "ToS labels from `jaxlab audit label`")
+  if not isinstance(labels, dict) or "labels" not in labels:
+    raise UserError(f"{path} holds no \"labels\"; make it with `jaxlab audit label`")
+  return labels["labels"]
+
+
 def _report(args) -> int:
   from jaxlab.audit import report, tokens
   totals = None
@@ -119,7 +126,7 @@ def _report(args) -> int:
     totals = tokens.PAPER_TOTALS
   table = tokens.TokenTable.load(args.tokens, totals)
   labels_path = Path(args.labels) if args.labels else Path(args.crawl) / "tos_labels.json"
-  labels = json.loads(labels_path.read_text())["labels"] if labels_path.is_file() else None
+  labels = _labels(labels_path) if labels_path.is_file() else None
   if labels is None:
     print(f"no ToS labels ({labels_path}); the report covers robots.txt only. Run `jaxlab audit label` first.")
   config = report.ReportConfig(head_k=args.head_k, figure_corpus=args.corpus, start=args.start, end=args.end,
@@ -136,7 +143,9 @@ def _robots(args) -> int:
   from jaxlab.audit import agents, robots
   texts: list[tuple[str, str]] = []
   if args.json:
-    data = json.loads(Path(args.json).read_text())
+    data = read_json(args.json, "a crawl's robots.json")
+    if not isinstance(data, dict) or not all(isinstance(dated, dict) for dated in data.values()):
+      raise UserError(f"{args.json} should map domains to {{date: robots.txt text}}, as a crawl's robots.json does")
     texts = [(f"{domain} {date}", text or "") for domain, dated in data.items() for date, text in dated.items()]
   if args.synthetic:
     from jaxlab.audit.synthetic import benchmark_robots

@@ -110,10 +110,12 @@ class TokenTable:
     path = Path(path)
     if not path.is_file():
       raise UserError(f"token table {path} not found; make one with `jaxlab audit tokens`")
-    frame = pd.read_csv(path, dtype={"url": str})
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
       raise UserError(f"{path} lacks columns {sorted(missing)}; expected {','.join(COLUMNS)}")
+    for column in COLUMNS[1:]:
+      frame[column] = _counts(frame[column], path, column)
     frame["url"] = frame["url"].map(normalise_domain)
     frame = frame.groupby("url", sort=True)[list(COLUMNS[1:])].sum()
     return cls({c: frame[f"{c}_tokens"].to_numpy() for c in CORPORA}, frame.index.tolist(), totals)
@@ -173,3 +175,15 @@ class TokenTable:
       return candidates
     chosen = np.random.default_rng(seed).choice(len(candidates), size=n, replace=False)
     return sorted(candidates[i] for i in chosen)
+
+
+def _counts(column, path: Path, name: str):
+  """A column of token counts as int64; a count that is not a whole number >= 0 is refused, its row named."""
+  import pandas as pd
+  values = pd.to_numeric(column.str.strip(), errors="coerce")
+  bad = np.flatnonzero((values.isna() | (values < 0) | (values % 1 != 0)).to_numpy())
+  if len(bad):
+    rows = ", ".join(f"line {i + 2} ({column.iloc[i]!r})" for i in bad[:5])
+    raise UserError(f"{path}: {name} must be a whole number >= 0 (0 for a domain the corpus lacks); {len(bad)} "
+                    f"rows are not: {rows}{' ...' if len(bad) > 5 else ''}")
+  return values.astype(np.int64)

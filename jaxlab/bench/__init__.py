@@ -9,6 +9,7 @@ BENCHES = {
     "clip": "jaxlab.bench.clip",
     "unet2d": "jaxlab.bench.unet2d",
     "stin": "jaxlab.bench.stin",
+    "lora": "jaxlab.bench.lora",
 }
 
 

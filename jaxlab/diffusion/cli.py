@@ -4,7 +4,11 @@
   jaxlab generate --pipeline DIR --prompts prompts.csv --out DIR      # <case_number>_<k>.png per row
 
 `--unet DIR` swaps in another UNet folder (e.g. an ESD export), `--unet-weights FILE.safetensors` puts a file
-of changed tensors (keyed by diffusers names) over the pipeline's UNet.
+of changed tensors (keyed by diffusers names) over the pipeline's UNet. LoRAs (diffusers/PEFT or kohya files,
+e.g. a slider) go on top, each with its scale, all in one compiled sampler:
+
+  jaxlab generate ... --lora age.safetensors:2 [--lora smile.safetensors:1] --start-noise 800
+  jaxlab generate ... --lora age.safetensors --scales=-2,-1,0,1,2      # one strip per image, scales left to right
 """
 
 import sys
@@ -30,9 +34,44 @@ def register(subparsers) -> None:
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="UNet/text compute dtype")
   p.add_argument("--unet", default=None, help="a UNet folder to use instead of the pipeline's")
   p.add_argument("--unet-weights", default=None, help="safetensors of changed UNet tensors (diffusers names)")
+  p.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
+                 help="a LoRA safetensors file (diffusers/PEFT or kohya) and its scale (default 1); repeatable")
+  p.add_argument("--start-noise", type=int, default=None,
+                 help="LoRAs are off while the timestep is above this (the sliders' start_noise, e.g. 800)")
+  p.add_argument("--scales", default=None,
+                 help="scales for the LoRAs given without one, e.g. --scales=-2,-1,0,1,2: each image becomes a strip")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--overwrite", action="store_true", help="regenerate images that already exist")
   p.set_defaults(handler=_generate)
+
+
+def _number_list(text: str, flag: str) -> list[float]:
+  from jaxlab.errors import UserError
+  try:
+    return [float(v) for v in text.split(",")]
+  except ValueError:
+    raise UserError(f"{flag} {text!r}: give numbers separated by commas, e.g. -2,-1,0,1,2") from None
+
+
+def _lora_spec(spec: str) -> tuple[str, float | None]:
+  """`FILE[:SCALE]` -> (FILE, SCALE or None)."""
+  path, colon, scale = spec.rpartition(":")
+  if colon and path:
+    return path, _number_list(scale, f"--lora {spec}: the scale")[0]
+  return spec, None
+
+
+def _load_loras(pipe, specs):
+  """(LoRA, params on the device, scale or None) for each `--lora`."""
+  from jaxlab.diffusion import adapters, lora, pipeline
+  from jaxlab.models import unet2d
+  boxed = adapters.abstract_params(pipe.unet, *unet2d.FAMILY.dummy_inputs(pipe.unet))
+  loaded = []
+  for spec in specs:
+    path, scale = _lora_spec(spec)
+    adapter, params = lora.LoRA.load(path, boxed, unet2d.LAYER_LISTS)
+    loaded.append((adapter, pipeline.place(params), scale))
+  return loaded
 
 
 def _generate(args, overrides) -> int:
@@ -41,19 +80,24 @@ def _generate(args, overrides) -> int:
   import jax.numpy as jnp
 
   from jaxlab.diffusion import finetune, generate, pipeline
+  from jaxlab.errors import UserError
   from jaxlab.models import load_pretrained, unet2d
 
-  pipe = pipeline.load_pipeline(args.pipeline, dtype=jnp.dtype(args.dtype))
-  if args.unet:
-    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
-    pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": unet_params})
-  if args.unet_weights:
-    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
-    pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": unet_params})
-  if args.prompts:
+  scales = _number_list(args.scales, "--scales") if args.scales else None
+  if scales and not args.lora:
+    raise UserError("--scales sweeps the scale of a LoRA: add --lora FILE")
+  if args.prompts:  # read first: a mistake in the prompt file is found before the models load
     rows = generate.read_prompt_csv(args.prompts)
   else:
     rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
+  pipe = pipeline.load_pipeline(args.pipeline, dtype=jnp.dtype(args.dtype))
+  if args.unet:
+    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
+    pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": pipeline.place(unet_params)})
+  if args.unet_weights:
+    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
+    pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": pipeline.place(unet_params)})
+  loras = _load_loras(pipe, args.lora)
 
   def progress(done, total):
     print(f"\r{done}/{total} prompts", end="", file=sys.stderr, flush=True)
@@ -61,7 +105,8 @@ def _generate(args, overrides) -> int:
   paths = generate.generate_rows(
       pipe, rows, args.out, num_images=args.num_images, num_steps=args.steps, guidance_scale=args.guidance,
       noise_source=args.noise, batch_size=args.batch_size, height=args.height, width=args.width,
-      negative_prompt=args.negative_prompt, overwrite=args.overwrite, progress=progress)
+      negative_prompt=args.negative_prompt, loras=loras, start_noise=args.start_noise, scales=scales,
+      overwrite=args.overwrite, progress=progress)
   print(file=sys.stderr)
   print(f"{len(paths)} images in {args.out}")
   return 0

@@ -3,8 +3,9 @@
 The folder is what `StableDiffusionPipeline.save_pretrained` writes: `model_index.json`, `unet/`, `vae/`,
 `text_encoder/` (transformers `CLIPTextModel`), `tokenizer/` (`vocab.json` + `merges.txt`) and `scheduler/`.
 Sampling is DDIM with classifier-free guidance: text encoding, the whole denoising chain and the VAE decode run
-as compiled JAX functions. `write_tiny_random` makes a small random pipeline in the same layout for tests and
-demos.
+as compiled JAX functions. The params are placed on the device once, when the pipeline loads; a `generate()`
+call sends only its latents and token ids. `write_tiny_random` makes a small random pipeline in the same layout
+for tests and demos.
 
 `StableDiffusionXL` reads a `StableDiffusionXLPipeline` folder (also `text_encoder_2/`, a
 `CLIPTextModelWithProjection`, and `tokenizer_2/`) the same way; `load_pipeline` picks the class from
@@ -23,7 +24,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxlab.data.clip_tokenizer import CLIPTokenizer, vocab_from_merges
-from jaxlab.diffusion import sampler
+from jaxlab.diffusion import adapters, sampler
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
 from jaxlab.models import load_pretrained, save_pretrained
@@ -62,9 +63,15 @@ def latent_noise(seed: int, shape: tuple[int, ...], source: str = "jax") -> np.n
   raise UserError(f"noise source {source!r}: use jax or torch")
 
 
+def place(params):
+  """`params` as device arrays, sent once; on the default device but not committed to it, so that a computation
+  with sharded arrays (a training run's) may move them where it needs them."""
+  return jax.device_put(params)
+
+
 @dataclasses.dataclass(eq=False)  # hashed by identity: the compiled functions take it as a static argument
 class StableDiffusion:
-  """The modules and params of an SD pipeline; `params` is `{'unet', 'vae', 'text_encoder'}`."""
+  """The modules and params of an SD pipeline; `params` is `{'unet', 'vae', 'text_encoder'}`, on the device."""
   unet: UNet2DConditionModel
   vae: AutoencoderKL
   text_encoder: CLIPTextModel
@@ -84,7 +91,7 @@ class StableDiffusion:
     text_encoder, text_params = load_pretrained(folder / "text_encoder", dtype=dtype)
     return cls(unet, vae, text_encoder, CLIPTokenizer.from_folder(folder / "tokenizer"),
                NoiseSchedule.from_folder(folder / "scheduler"),
-               {"unet": unet_params, "vae": vae_params, "text_encoder": text_params})
+               place({"unet": unet_params, "vae": vae_params, "text_encoder": text_params}))
 
   @property
   def vae_scale_factor(self) -> int:
@@ -104,21 +111,41 @@ class StableDiffusion:
   def encode_text(self, prompts: list[str]) -> jax.Array:
     """The text encoder's last hidden states `[N, 77, D]` for the prompts (padded to the full context)."""
     ids = self.tokenizer(list(prompts))["input_ids"]
-    return _encode(self, self.params["text_encoder"], jnp.asarray(ids))
+    return _encode(self, self.params["text_encoder"], place(ids))
 
   def generate(self, prompts: list[str], noise: np.ndarray, num_steps: int = 50, guidance_scale: float = 7.5,
-               negative_prompt: str | None = "", unet_params=None) -> np.ndarray:
+               negative_prompt: str | None = "", unet_params=None, loras=(), start_noise: int | None = None,
+               **conditioning) -> np.ndarray:
     """uint8 images `[N, H, W, 3]`: DDIM with CFG from the initial latents `noise` (`[N, h, w, C]`, one row per
-    prompt). `unet_params` replaces the pipeline's UNet weights (e.g. an erased model)."""
+    prompt). `unet_params` replaces the pipeline's UNet weights (e.g. an erased model). `loras` are `(LoRA, its
+    params, scale)` triples applied over them, each at scale 0 while the timestep is above `start_noise`; one
+    compiled sampler serves every scale and start_noise."""
+    return self.decode(self.sample(prompts, noise, num_steps, guidance_scale, negative_prompt, unet_params, loras,
+                                   start_noise, **conditioning))
+
+  def sample(self, prompts: list[str], noise: np.ndarray, num_steps: int = 50, guidance_scale: float = 7.5,
+             negative_prompt: str | None = "", unet_params=None, loras=(), start_noise: int | None = None,
+             **conditioning) -> jax.Array:
+    """The denoised latents of `generate`."""
     if len(prompts) != noise.shape[0]:
       raise ValueError(f"{len(prompts)} prompts for {noise.shape[0]} initial latents")
-    cond = self.encode_text(prompts)
-    uncond = jnp.broadcast_to(self.encode_text([negative_prompt or ""]), cond.shape)
+    cond, uncond = self.conditions(prompts, negative_prompt, noise, **conditioning)
     timesteps = self.schedule.timesteps(num_steps)
     unet_params = self.params["unet"] if unet_params is None else unet_params
-    images = _denoise_and_decode(self, unet_params, self.params["vae"], cond, uncond, jnp.asarray(noise),
-                                 jnp.asarray(timesteps), float(guidance_scale))
-    return np.asarray(jnp.round(images * 255)).astype(np.uint8)
+    kinds, lora_params, scales = zip(*loras) if loras else ((), (), ())
+    # Without a start_noise every step is at or below num_train_timesteps, so every LoRA is on throughout.
+    start = self.schedule.num_train_timesteps if start_noise is None else start_noise
+    return _sample(self, tuple(kinds), unet_params, tuple(lora_params), place(np.asarray(scales, np.float32)),
+                   place(np.int32(start)), cond, uncond, place(noise), place(timesteps), float(guidance_scale))
+
+  def conditions(self, prompts: list[str], negative_prompt: str | None, noise) -> tuple:
+    """(conditional, unconditional) UNet inputs after `(x, t)` for the prompts."""
+    cond = self.encode_text(prompts)
+    return cond, jnp.broadcast_to(self.encode_text([negative_prompt or ""]), cond.shape)
+
+  def decode(self, latents) -> np.ndarray:
+    """uint8 images `[N, H, W, 3]` of latents."""
+    return np.asarray(_decode(self, self.params["vae"], latents))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -126,13 +153,21 @@ def _encode(pipe: StableDiffusion, text_params, ids):
   return pipe.text_encoder.apply({"params": text_params}, ids).last_hidden_state
 
 
-@functools.partial(jax.jit, static_argnums=(0, 7))
-def _denoise_and_decode(pipe: StableDiffusion, unet_params, vae_params, cond, uncond, x_T, timesteps,
-                        guidance_scale):
-  denoise = sampler.guided(pipe.unet, unet_params, cond, uncond, guidance_scale)
-  latents = sampler.ddim_sample(denoise, pipe.schedule, x_T, timesteps)
+@functools.partial(jax.jit, static_argnums=(0, 1, 10))
+def _sample(pipe: StableDiffusion, loras: tuple, unet_params, lora_params: tuple, scales, start_noise, cond, uncond,
+            x_T, timesteps, guidance_scale):
+  params_at = adapters.at_timestep(unet_params, list(zip(loras, lora_params, scales)), start_noise)
+
+  def denoise(x, t):
+    return sampler.guided(pipe.unet, params_at(t), cond, uncond, guidance_scale)(x, t)
+
+  return sampler.ddim_sample(denoise, pipe.schedule, x_T, timesteps)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(pipe: StableDiffusion, vae_params, latents):
   image = pipe.vae.apply({"params": vae_params}, latents / pipe.vae.config.scaling_factor, method="decode")
-  return jnp.clip(image / 2 + 0.5, 0.0, 1.0)
+  return jnp.round(jnp.clip(image / 2 + 0.5, 0.0, 1.0) * 255).astype(jnp.uint8)
 
 
 @dataclasses.dataclass(eq=False)
@@ -154,38 +189,40 @@ class StableDiffusionXL(StableDiffusion):
     text_encoder_2, text_params_2 = load_pretrained(folder / "text_encoder_2", dtype=dtype)
     index = json.loads((folder / "model_index.json").read_text())
     shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(StableDiffusion) if f.name != "params"}
-    return cls(**shared, params={**base.params, "text_encoder_2": text_params_2}, text_encoder_2=text_encoder_2,
+    return cls(**shared, params={**base.params, "text_encoder_2": place(text_params_2)},
+               text_encoder_2=text_encoder_2,
                tokenizer_2=CLIPTokenizer.from_folder(folder / "tokenizer_2"),
                force_zeros_for_empty_prompt=index.get("force_zeros_for_empty_prompt", True))
 
   def encode_text(self, prompts: list[str]) -> tuple[jax.Array, jax.Array]:
     """(both encoders' penultimate hidden states concatenated `[N, 77, D1 + D2]`, pooled embeddings `[N, P]`)."""
-    ids = jnp.asarray(self.tokenizer(list(prompts))["input_ids"])
-    ids_2 = jnp.asarray(self.tokenizer_2(list(prompts))["input_ids"])
+    ids = place(self.tokenizer(list(prompts))["input_ids"])
+    ids_2 = place(self.tokenizer_2(list(prompts))["input_ids"])
     return _encode_xl(self, self.params["text_encoder"], self.params["text_encoder_2"], ids, ids_2)
 
   def generate(self, prompts: list[str], noise: np.ndarray, num_steps: int = 50, guidance_scale: float = 5.0,
-               negative_prompt: str | None = None, unet_params=None, original_size: tuple[int, int] | None = None,
-               crops_coords_top_left: tuple[int, int] = (0, 0),
-               target_size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 images `[N, H, W, 3]` as `StableDiffusion.generate`; sizes default to the image size."""
-    if len(prompts) != noise.shape[0]:
-      raise ValueError(f"{len(prompts)} prompts for {noise.shape[0]} initial latents")
+               negative_prompt: str | None = None, unet_params=None, loras=(), start_noise: int | None = None,
+               **sizes) -> np.ndarray:
+    """uint8 images `[N, H, W, 3]` as `StableDiffusion.generate`, with SDXL's defaults; `sizes` are those of
+    `conditions`."""
+    return super().generate(prompts, noise, num_steps, guidance_scale, negative_prompt, unet_params, loras,
+                            start_noise, **sizes)
+
+  def conditions(self, prompts: list[str], negative_prompt: str | None, noise,
+                 original_size: tuple[int, int] | None = None, crops_coords_top_left: tuple[int, int] = (0, 0),
+                 target_size: tuple[int, int] | None = None) -> tuple:
+    """(text embeddings, added conditions) for both guidance branches; sizes default to the image size."""
     size = (noise.shape[1] * self.vae_scale_factor, noise.shape[2] * self.vae_scale_factor)
-    time_ids = jnp.asarray([(*(original_size or size), *crops_coords_top_left, *(target_size or size))] *
-                           len(prompts), jnp.float32)
+    time_ids = place(np.asarray([(*(original_size or size), *crops_coords_top_left, *(target_size or size))] *
+                                len(prompts), np.float32))
     embeds, pooled = self.encode_text(prompts)
     if negative_prompt is None and self.force_zeros_for_empty_prompt:
       neg_embeds, neg_pooled = jnp.zeros_like(embeds), jnp.zeros_like(pooled)
     else:
       neg_embeds, neg_pooled = (jnp.broadcast_to(a, b.shape) for a, b in
                                 zip(self.encode_text([negative_prompt or ""]), (embeds, pooled)))
-    cond = (embeds, {"text_embeds": pooled, "time_ids": time_ids})
-    uncond = (neg_embeds, {"text_embeds": neg_pooled, "time_ids": time_ids})
-    unet_params = self.params["unet"] if unet_params is None else unet_params
-    images = _denoise_and_decode(self, unet_params, self.params["vae"], cond, uncond, jnp.asarray(noise),
-                                 jnp.asarray(self.schedule.timesteps(num_steps)), float(guidance_scale))
-    return np.asarray(jnp.round(images * 255)).astype(np.uint8)
+    return ((embeds, {"text_embeds": pooled, "time_ids": time_ids}),
+            (neg_embeds, {"text_embeds": neg_pooled, "time_ids": time_ids}))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -1,9 +1,10 @@
-"""DDIM sampling with classifier-free guidance: one `lax.scan` over the timesteps, no Python loop per step.
+"""Sampling with classifier-free guidance: one `lax.scan` over the steps, no Python loop per step.
 
 A *denoiser* is `(x_t, t) -> model output`. `guided` builds one from a UNet, its params and the conditional
-and unconditional text embeddings (one batch-2B UNet call per step); `ddim_sample` runs the whole chain;
-`ddim_partial` runs the first steps of a chain, a traced number per example (training-time partial sampling,
-as ESD and sliders do).
+and unconditional text embeddings (one batch-2B UNet call per step); `sample` runs a whole chain (DDIM or
+DPM-Solver++, `schedules.Chain`) on latents of any shape (`[B,H,W,C]` images, `[B,F,H,W,C]` videos);
+`ddim_partial` runs the first steps of a DDIM chain, a traced number per example (training-time partial
+sampling, as ESD and sliders do).
 """
 
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxlab.diffusion.schedules import NoiseSchedule
+from jaxlab.diffusion.schedules import Chain, NoiseSchedule
 
 Denoiser = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -33,18 +34,21 @@ def guided(unet, params, cond, uncond, guidance_scale) -> Denoiser:
   return denoise
 
 
-def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T, timesteps, return_trajectory: bool = False):
-  """DDIM from pure noise `x_T` over `timesteps` (noisiest first). Returns x_0, or (x_0, [x after each step])."""
-  timesteps = jnp.asarray(timesteps)
-  prev = timesteps - schedule.num_train_timesteps // timesteps.shape[0]
+def sample(denoise: Denoiser, chain: Chain, x_T, return_trajectory: bool = False):
+  """The chain from pure noise `x_T`. Returns x_0, or (x_0, [x after each step])."""
 
-  def step(x, ts):
-    t, prev_t = ts
-    x = schedule.ddim_step(denoise(x, t), t, prev_t, x)
-    return x, x if return_trajectory else None
+  def step(carry, one):
+    x, x0_before = carry
+    x, x0 = one.update(x, denoise(x, one.timesteps), x0_before)
+    return (x, x0), x if return_trajectory else None
 
-  x, trajectory = jax.lax.scan(step, x_T, (timesteps, prev))
+  (x, _), trajectory = jax.lax.scan(step, (x_T, jnp.zeros_like(x_T)), chain)
   return (x, trajectory) if return_trajectory else x
+
+
+def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T, timesteps, return_trajectory: bool = False):
+  """DDIM from pure noise `x_T` over `timesteps` (noisiest first)."""
+  return sample(denoise, schedule.ddim_chain(timesteps), x_T, return_trajectory)
 
 
 def ddim_partial(denoise: Denoiser, schedule: NoiseSchedule, x, timesteps, prev_timesteps, num_steps):

@@ -95,8 +95,14 @@ def _interpret(args) -> int:
     raise UserError(f"{args.category} functions are LM-backed: pass --neuron-lm (e.g. openai:MODEL@URL)")
   functions = dataset.load(args.dataset, args.category, neuron_lm=neuron_lm)
   if args.functions:
-    wanted = set(args.functions.split(","))
-    functions = [f for f in functions if f.name in wanted]
+    wanted = [name.strip() for name in args.functions.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - {f.name for f in functions})
+    if unknown:
+      names = [f.name for f in functions]
+      raise UserError(f"--functions names {', '.join(unknown[:5])}, which {args.dataset}/{args.category} does not "
+                      f"have; it has {names[0]} ... {names[-1]} ({len(names)} functions)" if names else
+                      f"{args.dataset}/{args.category} has no functions")
+    functions = [f for f in functions if f.name in set(wanted)]
   if args.limit:
     functions = functions[:args.limit]
   lm = make_backend(args.backend)

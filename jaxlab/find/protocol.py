@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from jaxlab.errors import UserError
 from jaxlab.find import prompts, source
-from jaxlab.lm import LM
+from jaxlab.lm import LM, TransientError
 
 FUNCTION_PATH = "./temp/function.py"
 MAX_ROUNDS = 20
@@ -237,6 +237,10 @@ def interpret(functions: Sequence, lm: LM, out: str | Path, *, hints: bool = Fal
         break
       except UserError:
         raise
+      except TransientError as e:  # the LM is unreachable even after its retries: every function would wait too
+        raise UserError(f"{lm.name} did not answer while interpreting {function.name} ({e}), after its retries; "
+                        f"start it or check --backend, then rerun: the {counts['done'] + counts['skipped']} "
+                        "functions already interpreted are kept") from None
       except Exception as e:  # noqa: BLE001 - a failed dialogue is recorded and retried next run
         error = f"{type(e).__name__}: {e}"
     else:

@@ -64,14 +64,8 @@ def normalise(video_uint8):
 # ---------------------------------------------------------------------------------------------- data
 
 def load_splits(config) -> dict:
-  import tensorflow_datasets as tfds
-  try:
-    return tfds.data_source(config.dataset, data_dir=config.data_dir)
-  except Exception as e:  # TFDS raises several types for "not built"
-    raise UserError(
-        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
-        f"`jaxlab data build airletters --manual-dir M --data-dir {config.data_dir} --config "
-        f"{config.dataset.split('/')[-1]}`") from None
+  from jaxlab.data.builder import open_prepared
+  return open_prepared(config.dataset, config.data_dir)[0]
 
 
 def clip_transform(num_frames: int, size: int, train: bool, crop_scale=(0.7, 1.0)):
@@ -292,8 +286,7 @@ def demo(workdir, variant: str = "tiny", clips_per_class=None) -> DemoSection:
   if not (manual / "test.csv").is_file():
     print("writing the synthetic AirLetters release ...", flush=True)
     airletters_synth.write_dataset(manual, clips_per_class or {"train": 100, "validation": 6, "test": 8})
-  config = training.load_config(str(Path(__file__).resolve().parents[2] / "train/configs/airletters.py") +
-                                f":{variant}", [f"data_dir={data_dir}"])
+  config = training.load_config(f"airletters:{variant}", [f"data_dir={data_dir}"])
   data_cli.build("airletters", manual, data_dir, config.dataset.split("/")[-1])
   training.save_config(config, run)
   training.train(make_task(config, run), config, run)

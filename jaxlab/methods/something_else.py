@@ -23,13 +23,13 @@ import ml_collections
 import numpy as np
 import optax
 from flax import linen as nn
-from flax import traverse_util
 from PIL import Image
 
 from jaxlab import parallel, training
 from jaxlab.data import pipeline
 from jaxlab.data import something_else as se
 from jaxlab.data import video as video_lib
+from jaxlab.diffusion import finetune
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.methods.airletters import classification_metrics
@@ -59,15 +59,8 @@ def normalise(video_uint8):
 
 def load_dataset(config):
   """The TFDS splits (random access) and the class names of each split."""
-  import tensorflow_datasets as tfds
-  try:
-    sources = tfds.data_source(config.dataset, data_dir=config.data_dir)
-    info = tfds.builder(config.dataset, data_dir=config.data_dir).info
-  except Exception as e:  # TFDS raises several types for "not built"
-    raise UserError(
-        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
-        f"`jaxlab data build something_else --manual-dir M --data-dir {config.data_dir} --config "
-        f"{config.dataset.split('/')[-1]}`") from None
+  from jaxlab.data.builder import open_prepared
+  sources, info = open_prepared(config.dataset, config.data_dir)
   for split in (config.train_split, config.eval_split):
     if split not in sources:
       raise UserError(f"{config.dataset} has no split {split!r}; it has {', '.join(sources)}")
@@ -163,16 +156,9 @@ def is_trainable(config, path: tuple[str, ...]) -> bool:
   return not (config.i3d.checkpoint and path[0] == "i3D")
 
 
-def subtree(tree, keep) -> dict:
-  """The leaves of a nested dict whose path `keep` accepts."""
-  return traverse_util.unflatten_dict({k: v for k, v in traverse_util.flatten_dict(tree).items() if keep(k)})
-
-
-def merge_trees(*trees) -> dict:
-  merged = {}
-  for tree in trees:
-    merged.update(traverse_util.flatten_dict(tree or {}))
-  return traverse_util.unflatten_dict(merged)
+def trained_subset(config) -> finetune.Subset:
+  """The trained part of the model's variables (`{collection: tree}`) as an adapter over the frozen rest."""
+  return finetune.Subset(lambda path: is_trainable(config, path[1:]))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -198,7 +184,7 @@ def _checkpoint_variables(config) -> dict:
     if state is None:
       raise UserError(f"{config.fine_tune_from} has no checkpoint to fine-tune from")
     trained = jax.device_get({"params": state["params"], **state["model_state"]})
-    return merge_trees(base_task.frozen, trained)
+    return trained_subset(base_config).apply(trained, base_task.frozen)
   if config.i3d.checkpoint:
     return {k: {"i3D": v} for k, v in load_i3d_checkpoint(config).items()}
   return {}
@@ -229,28 +215,26 @@ def make_task(config, workdir=None) -> training.Task:
   config.total_steps = config.epochs * steps_per_epoch
   tx, schedule = optimizer(config, steps_per_epoch)
   fine_tuning = bool(config.fine_tune_from)
-  trainable = lambda path: is_trainable(config, path)
-  frozen = None
+  subset = trained_subset(config)
+  frozen = {}
   if fine_tuning or config.i3d.checkpoint:
     # When fine-tuning, the base model's head is left out: the new one has the fine-tuning set's classes.
-    frozen = {collection: subtree(tree, lambda p: not trainable(p))
-              for collection, tree in _checkpoint_variables(config).items()}
+    _, frozen = subset.split(_checkpoint_variables(config))
   mesh = parallel.make_mesh(dict(config.mesh))
 
   def init_variables(rng):
-    variables = model.init(rng, *model_inputs(config, example_batch(config)))
-    params = subtree(variables["params"], trainable)
+    trained, _ = subset.split(model.init(rng, *model_inputs(config, example_batch(config))))
     # Fine-tuning freezes every batch norm; a loaded I3D keeps its own statistics.
-    stats = {} if fine_tuning else subtree(variables.get("batch_stats", {}), trainable)
-    return {"params": params, **({"batch_stats": stats} if stats else {})}
+    stats = {} if fine_tuning else trained.get("batch_stats", {})
+    return {"params": trained["params"], **({"batch_stats": stats} if stats else {})}
 
   def loss_fn(params, model_state, frozen, batch, rng):
-    variables = merge_trees(frozen, {"params": params, **model_state})
+    variables = subset.apply({"params": params, **model_state}, frozen)
     inputs = model_inputs(config, batch)
     kwargs = dict(train=not fine_tuning, rngs={"dropout": rng})
     if model_state:
       logits, updates = model.apply(variables, *inputs, mutable=["batch_stats"], **kwargs)
-      model_state = {"batch_stats": subtree(updates["batch_stats"], trainable)}
+      model_state, _ = subset.split({"batch_stats": updates["batch_stats"]})
     else:
       logits = model.apply(variables, *inputs, **kwargs)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
@@ -264,7 +248,7 @@ def make_task(config, workdir=None) -> training.Task:
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def evaluate_during_training(params, model_state, step):
-    variables = merge_trees(frozen, {"params": params, **model_state})
+    variables = subset.apply({"params": params, **model_state}, frozen)
     result = evaluate_split(config, model, variables, sources[config.eval_split], mesh)
     return {"top1": result["top1"], "top5": result["top5"]}
 
@@ -319,7 +303,8 @@ def _restored(config, workdir, step=None):
     raise UserError(f"{workdir} has no checkpoint to evaluate; train first")
   _, classes = load_dataset(config)
   model = make_model(config, len(classes[config.train_split]))
-  variables = merge_trees(task.frozen, jax.device_get({"params": state["params"], **state["model_state"]}))
+  variables = trained_subset(config).apply(jax.device_get({"params": state["params"], **state["model_state"]}),
+                                          task.frozen)
   return model, variables, classes, int(state["step"])
 
 
@@ -393,12 +378,8 @@ def export(config, workdir) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- demo
 
-def _config_file() -> Path:
-  return Path(__file__).resolve().parents[2] / "train" / "configs" / "something_else.py"
-
-
 def _train_tiny(variant: str, data_dir: Path, run: Path, **overrides) -> tuple[dict, ml_collections.ConfigDict]:
-  config = training.load_config(f"{_config_file()}:{variant}")
+  config = training.load_config(f"something_else:{variant}")
   config.data_dir = str(data_dir)
   config.update(overrides)
   training.save_config(config, run)

@@ -326,10 +326,6 @@ def export(config, workdir) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------------- demo
 
-def _config_file() -> Path:
-  return Path(__file__).resolve().parents[2] / "train" / "configs" / "spelling.py"
-
-
 def _sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
   """Rows of (photo, word image, photo with word) re-rendered from the stored ids, as a PNG."""
   import matplotlib
@@ -358,7 +354,7 @@ def demo(workdir):
   """Tiny config end to end: generated photos + words, a random CLIP, both presets, one results table."""
   from jaxlab.methods import DemoSection
   workdir = Path(workdir)
-  base = training.load_config(f"{_config_file()}:tiny")
+  base = training.load_config("spelling:tiny")
   base.features_dir = str(workdir / "features")
   base.typographic_dir = str(spelling_sources.write_typographic_set(workdir / "typographic", count=24))
   columns = {}

@@ -31,7 +31,7 @@ from flax import linen as nn
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 from jaxlab.nn.stack import LAYERS_AXIS
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -171,7 +171,7 @@ def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
   if stack_len is None:
     return [naming.torch_key(path)]
   keys = [naming.torch_key(path, i) for i in range(stack_len)]
-  if len(set(keys)) == 1:
+  if naming.torch_key(path, 0) == naming.torch_key(path, 1):  # the index lands nowhere (a stack of one too)
     raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
   return keys
 
@@ -281,7 +281,10 @@ def read_config(path: Path) -> dict:
   config_file = path / "config.json"
   if not config_file.is_file():
     raise UserError(f"{path} has no config.json; is it a transformers/diffusers model folder?")
-  return json.loads(config_file.read_text())
+  config = read_json(config_file, "a model's config")
+  if not isinstance(config, dict):
+    raise UserError(f"{config_file} should hold a JSON object of the model's settings")
+  return config
 
 
 def class_name(config: Mapping) -> str:

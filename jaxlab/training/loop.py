@@ -17,9 +17,12 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlab import parallel
+from jaxlab import compilation_cache, parallel
+from jaxlab.errors import UserError
+from jaxlab.training import workdir as workdir_lib
 from jaxlab.training.checkpoint import Checkpointer
-from jaxlab.training.metrics import MetricWriter
+from jaxlab.training.config import check_settings, read_saved_config, save_config
+from jaxlab.training.metrics import MetricWriter, notice
 from jaxlab.training.task import Task
 
 
@@ -29,12 +32,6 @@ class TrainingStopped(Exception):
 
 # Fault injection for the resume tests: the process kills itself (SIGKILL) once this step has run.
 _KILL_AT_STEP_ENV = "JAXLAB_TEST_KILL_AT_STEP"
-
-
-def configure_compilation_cache(directory: str | None) -> None:
-  if directory:
-    jax.config.update("jax_compilation_cache_dir", str(Path(directory).expanduser()))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
 
 def _split_variables(variables: Mapping):
@@ -128,16 +125,36 @@ def place_frozen(task: Task, mesh):
   return jax.device_put(task.frozen, parallel.logical_sharding(task.frozen_specs, mesh))
 
 
-def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_iter=None):
-  """The latest checkpoint's state (and data position) if there is one, else a fresh initialisation."""
+def _fits(abstract, checkpointer: Checkpointer, changes: dict):
+  """`check(step, saved)`: refuses a checkpoint whose state differs in shape from `abstract`."""
+
+  def check(step, saved):
+    mismatch = workdir_lib.shape_mismatch(saved, abstract) if saved is not None else None
+    if mismatch:
+      workdir_lib.refuse_reshaped_resume(step, checkpointer.directory, mismatch, changes)
+
+  return check
+
+
+def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_iter=None, workdir=None):
+  """The newest checkpoint that restores (with the data position) if there is one, else a fresh initialisation.
+
+  A config whose state no longer fits the checkpoint is refused, naming what changed since `workdir`'s
+  saved config; other changes are logged.
+  """
   init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed)
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    return checkpointer.restore(latest, abstract, data_iter), abstract, shardings, latest
+  changes = workdir_lib.config_changes(read_saved_config(workdir), config) if workdir else {}
+  state, restored = checkpointer.restore_newest(abstract, data_iter, check=_fits(abstract, checkpointer, changes),
+                                                log=notice)
+  if restored is not None:
+    workdir_lib.log_changes(changes, restored)
+    return state, abstract, shardings, restored
   with parallel.mesh_context(mesh):
     state = jax.jit(init_state, out_shardings=shardings)(rng)
   if task.pretrained is not None:
-    state["params"] = jax.device_put(task.pretrained(), shardings["params"])
+    # Fresh buffers: the step donates the state's, and `pretrained` may hand over device arrays that its caller
+    # (and the frozen tree placed from them) still holds.
+    state["params"] = jax.device_put(jax.tree.map(jnp.copy, task.pretrained()), shardings["params"])
     state["opt_state"] = jax.jit(task.optimizer.init, out_shardings=shardings["opt_state"])(state["params"])
   return state, abstract, shardings, None
 
@@ -147,14 +164,22 @@ def train(task: Task, config, workdir) -> dict:
 
   Returns the last logged train metrics and the final evaluation. On SIGTERM it saves and returns early
   (the caller exits 0); on a non-finite loss it raises `TrainingStopped`, keeping the last good checkpoint.
+  The workdir is locked while it runs; its `config.json` is written once the config is known to fit.
   """
-  workdir = Path(workdir)
-  configure_compilation_cache(config.get("compilation_cache_dir"))
+  check_settings(config)
+  with workdir_lib.hold(workdir):
+    return _train(task, config, Path(workdir))
+
+
+def _train(task: Task, config, workdir: Path) -> dict:
+  compilation_cache.configure(config.get("compilation_cache_dir", compilation_cache.default_directory()))
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
                               asynchronous=config.async_checkpointing)
   data_iter = iter(task.train_data())
-  state, abstract, shardings, restored = restore_or_init(task, config, mesh, checkpointer, data_iter)
+  state, abstract, shardings, restored = restore_or_init(task, config, mesh, checkpointer, data_iter, workdir)
+  if jax.process_index() == 0:
+    save_config(config, workdir)
   start = int(jax.device_get(state["step"]))
   frozen = place_frozen(task, mesh)
 
@@ -238,14 +263,20 @@ def train(task: Task, config, workdir) -> dict:
 
 
 def load_for_eval(task: Task, config, workdir, step: int | None = None):
-  """The params and model state of a checkpoint in `workdir` (the latest by default), sharded on a fresh mesh."""
+  """The params and model state of a checkpoint in `workdir` (the newest that restores by default), sharded on a
+  fresh mesh; None when the workdir has no checkpoint."""
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(Path(workdir) / "checkpoints", asynchronous=False)
-  step = checkpointer.latest_step() if step is None else step
-  if step is None:
+  try:
+    steps = checkpointer.all_steps()
+    if step is not None and step not in steps:
+      raise UserError(f"{workdir} has no checkpoint at step {step}; its checkpoints: "
+                      f"{', '.join(map(str, steps)) or 'none'}")
+    _, _, abstract, _ = state_layout(task, mesh, config.seed)
+    check = _fits(abstract, checkpointer, workdir_lib.config_changes(read_saved_config(workdir), config))
+    if step is None:
+      return checkpointer.restore_newest(abstract, check=check, log=notice, set_aside=False)[0]
+    check(step, checkpointer.saved_state(step))
+    return checkpointer.restore(step, abstract)
+  finally:
     checkpointer.close()
-    return None
-  _, _, abstract, _ = state_layout(task, mesh, config.seed)
-  state = checkpointer.restore(step, abstract)
-  checkpointer.close()
-  return state

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jaxlab.audit import tokens
+from jaxlab.errors import UserError
 
 
 def test_count_tokens_pipeline(tmp_path):
@@ -67,3 +68,12 @@ def test_random_sample_is_reproducible_and_outside_the_heads():
   assert all(table.count(d, "dolma") > 0 and table.count(d, "rf") > 0 for d in first)  # the intersection only
   everyone = table.random_sample(None, seed=0, k=3, require_all_corpora=False)
   assert len(everyone) == 40 - len(heads)
+
+
+@pytest.mark.parametrize("cell, shown", [("-5", "'-5'"), ("many", "'many'"), ("1.5", "'1.5'"), ("", "''")])
+def test_a_count_that_is_no_whole_number_is_refused_with_its_row(tmp_path, cell, shown):
+  path = tmp_path / "tokens.csv"
+  path.write_text(f"url,c4_tokens,rf_tokens,dolma_tokens\na.com,1,2,3\nb.com,4,{cell},6\n")
+  with pytest.raises(UserError, match=rf"tokens.csv: rf_tokens must be a whole number >= 0 .*1 rows are not: "
+                                      rf"line 3 \({shown}\)"):
+    tokens.TokenTable.load(path)

@@ -1,4 +1,7 @@
-"""Our DDPM/DDIM schedule and jitted DDIM sampler against diffusers' schedulers on the same UNet and noise."""
+"""Our DDPM schedule and jitted DDIM / DPM-Solver++ samplers against diffusers' schedulers on the same model and
+noise."""
+
+import json
 
 import numpy as np
 import pytest
@@ -9,8 +12,9 @@ diffusers = pytest.importorskip("diffusers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from jaxlab.diffusion import sampler  # noqa: E402
+from jaxlab.diffusion import sampler, schedules  # noqa: E402
 from jaxlab.diffusion.schedules import NoiseSchedule  # noqa: E402
+from jaxlab.errors import UserError  # noqa: E402
 from jaxlab.models import load_pretrained  # noqa: E402
 
 # SD 1.x's scheduler_config.json (a PNDM config; DDIM reads its beta fields and offset).
@@ -114,3 +118,77 @@ def test_cfg_trajectory_matches_diffusers(tmp_path):
   stopped = partial(x_T, jnp.array([3, steps]))
   assert np.abs(stopped[0] - trajectory[2][0]).max() <= 1e-4 * np.abs(trajectory[2]).max()
   assert np.abs(stopped[1] - final[0]).max() <= 1e-4 * np.abs(final).max()
+
+
+# ModelScope / ZeroScope's scheduler_config.json: a DDIM config, which the paper samples with DPM-Solver++.
+MS_SCHEDULER = {"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "set_alpha_to_one": False,
+                "steps_offset": 1, "clip_sample": False, "prediction_type": "epsilon"}
+
+
+def toy_model(x, t, lib):
+  """A smooth, nonlinear stand-in for a UNet, written once for torch and for jax.numpy."""
+  return 0.8 * lib.sin(1.3 * x + t / 300.0) + 0.1 * x
+
+
+def torch_trajectory(scheduler, latents, steps):
+  scheduler.set_timesteps(steps)
+  x, out = latents.clone(), []
+  for t in scheduler.timesteps:
+    x = scheduler.step(toy_model(x, float(t), torch), t, x).prev_sample
+    out.append(x.numpy())
+  return scheduler.timesteps.numpy(), np.stack(out)
+
+
+@pytest.mark.parametrize("spacing", [None, "leading", "trailing"])
+@pytest.mark.parametrize("steps", [25, 7, 1])
+def test_dpm_timesteps(spacing, steps):
+  config = {**MS_SCHEDULER, **({"timestep_spacing": spacing} if spacing else {})}
+  reference = diffusers.DPMSolverMultistepScheduler.from_config(config)
+  reference.set_timesteps(steps)
+  ours = schedules.DPMSolver.from_config(config)
+  np.testing.assert_array_equal(ours.timesteps(steps), reference.timesteps.numpy())
+  np.testing.assert_allclose(ours.sigmas(ours.timesteps(steps)), reference.sigmas.numpy(), rtol=1e-6)
+
+
+DPM_CASES = {
+    "ms-1.7b": {},                                        # linspace spacing, 2M, lower_order_final, epsilon
+    "v-trailing": {"prediction_type": "v_prediction", "timestep_spacing": "trailing"},
+    "heun-sigma-min": {"solver_type": "heun", "final_sigmas_type": "sigma_min", "timestep_spacing": "leading"},
+    "order-1": {"solver_order": 1},
+    "ddim": None,
+}
+
+
+@pytest.mark.parametrize("case", DPM_CASES)
+@pytest.mark.parametrize("steps", [20, 8])
+def test_full_trajectory_on_video_latents(case, steps):
+  # [B, C, F, H, W] latents: the schedulers act element-wise, so the layout is any.
+  latents = torch.randn(2, 4, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+  if DPM_CASES[case] is None:
+    reference = diffusers.DDIMScheduler.from_config(MS_SCHEDULER)
+    chain = NoiseSchedule.from_config(MS_SCHEDULER).chain(steps)
+  else:
+    config = {**MS_SCHEDULER, "_class_name": "DPMSolverMultistepScheduler", **DPM_CASES[case]}
+    reference = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    chain = schedules.DPMSolver.from_config(config).chain(steps)
+  timesteps, expected = torch_trajectory(reference, latents, steps)
+  np.testing.assert_array_equal(chain.timesteps, timesteps)
+  denoise = lambda x, t: toy_model(x, t.astype(jnp.float32), jnp)
+  final, trajectory = jax.jit(lambda c, x: sampler.sample(denoise, c, x, return_trajectory=True))(
+      chain, jnp.asarray(latents.numpy()))
+  assert np.abs(trajectory - expected).max() <= 1e-5 * np.abs(expected).max()
+  np.testing.assert_array_equal(final, trajectory[-1])
+
+
+def test_scheduler_from_folder(tmp_path):
+  (tmp_path / "scheduler_config.json").write_text(json.dumps(MS_SCHEDULER))
+  assert isinstance(schedules.scheduler_from_folder(tmp_path), NoiseSchedule)
+  dpm = schedules.scheduler_from_folder(tmp_path, "dpmsolver++")
+  assert isinstance(dpm, schedules.DPMSolver) and dpm.schedule.timestep_spacing == "linspace"
+  (tmp_path / "scheduler_config.json").write_text(json.dumps({**MS_SCHEDULER, "_class_name":
+                                                               "DPMSolverMultistepScheduler", "thresholding": True}))
+  with pytest.raises(UserError, match="thresholding"):
+    schedules.scheduler_from_folder(tmp_path)
+  with pytest.raises(UserError, match="scheduler 'euler'"):
+    schedules.scheduler_from_folder(tmp_path, "euler")

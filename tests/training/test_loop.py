@@ -83,11 +83,16 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
   code, out = _train_in_subprocess(tmp_path / "straight", f"total_steps={2 * n}", f"checkpoint_every={n}")
   assert code == 0, out
   code, out = _train_in_subprocess(tmp_path / "killed", f"total_steps={2 * n}", f"checkpoint_every={n}",
-                                   env_extra={loop._KILL_AT_STEP_ENV: str(n + 2)})
+                                   env_extra={loop._KILL_AT_STEP_ENV: str(n + 3)})
   assert code == -signal.SIGKILL, out
   code, out = _train_in_subprocess(tmp_path / "killed", f"total_steps={2 * n}", f"checkpoint_every={n}")
   assert code == 0, out
   assert f"resumed from step {n}" in out
+  # The killed run had logged step n + 2 past its checkpoint; the resumed run logs it again, in its place.
+  assert f"dropped 1 metrics records of step {n + 2}" in out
+  for workdir in ("straight", "killed"):
+    jsonl, tags = toy.logged_steps(tmp_path / workdir)
+    assert jsonl == tags["train/loss"] == tags["train/accuracy"] == list(range(2, 2 * n + 1, 2)), workdir
   step_a, a = _final_params(tmp_path / "straight")
   step_b, b = _final_params(tmp_path / "killed")
   assert step_a == step_b == 2 * n
