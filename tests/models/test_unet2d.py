@@ -164,7 +164,8 @@ def test_per_layer_transformer_depths_and_config_round_trip():
   abstract = unet2d.FAMILY.abstract_variables(module)["params"]
   assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(config)
   written = unet2d.FAMILY.to_config(module)
-  assert diffusers.UNet2DConditionModel.extract_init_dict(written)[0]["transformer_layers_per_block"] == [[1, 1], [2, 3]]
+  init = diffusers.UNet2DConditionModel.extract_init_dict(written)[0]
+  assert init["transformer_layers_per_block"] == [[1, 1], [2, 3]]
   assert unet2d.FAMILY.from_config(written) == module
 
 

@@ -123,3 +123,14 @@ def test_temporal_conv_starts_as_identity_and_drops_out_in_training():
   same = layer.apply({"params": params}, x)
   dropped = layer.clone(deterministic=False).apply({"params": params}, x, rngs={"dropout": jax.random.key(1)})
   assert not np.allclose(same, x) and not np.allclose(dropped, same)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num_attention_heads=8), "num_attention_heads"),
+    (dict(down_block_types=["DownBlockSpatioTemporal"] * 4), "not supported"),
+    (dict(attention_head_dim=[64] * 4), "single numbers"),
+])
+def test_unsupported_configs_are_one_clear_error(change, message):
+  from jaxlab.errors import UserError
+  with pytest.raises(UserError, match=message):
+    unet3d.FAMILY.from_config(dict(MS_1_7B, **change))
