@@ -186,7 +186,8 @@ class StableDiffusionXL(StableDiffusion):
   def load(cls, folder, dtype=jnp.float32) -> "StableDiffusionXL":
     folder = check_pipeline_folder(folder, XL_COMPONENTS)
     base = StableDiffusion.load(folder, dtype)
-    text_encoder_2, text_params_2 = load_pretrained(folder / "text_encoder_2", dtype=dtype)
+    text_encoder_2, text_params_2 = load_pretrained(folder / "text_encoder_2", dtype=dtype,
+                                                    expect=("CLIPTextModelWithProjection",))
     index = json.loads((folder / "model_index.json").read_text())
     shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(StableDiffusion) if f.name != "params"}
     return cls(**shared, params={**base.params, "text_encoder_2": place(text_params_2)},
