@@ -2,7 +2,8 @@
 
   jaxlab audit tokens --c4 'c4/*.json.gz' --rf 'rw/*.parquet' --dolma 'dolma/*.json.gz' --out tokens.csv
   jaxlab audit sample --tokens tokens.csv --head-k 2000 --random-n 10000 --out sample/
-  jaxlab audit crawl --domains sample/domains.csv --out crawl/
+  jaxlab audit crawl --domains sample/domains.csv --out crawl/      (on N machines: --shard K/N, then
+  jaxlab audit export --out crawl/ [SHARD_FOLDERS...]                 export merges the shard folders)
   jaxlab audit label --crawl crawl/ --labeller openai:gpt-4o      (or keyword, local:PATH, scripted:FILE)
   jaxlab audit report --crawl crawl/ --tokens tokens.csv --random sample/random.txt --out report/
   jaxlab audit robots FILE... | --json crawl/robots.json [--agent GPTBot] [--path /x] [--paper-compat]
@@ -74,6 +75,9 @@ def _crawl(args) -> int:
   from jaxlab.audit.wayback import WaybackClient
   kinds = [k for k in args.kinds.split(",") if k]
   targets = crawl.read_targets(args.domains, kinds)
+  if args.shard:
+    index, count = crawl.parse_shard(args.shard)
+    targets = [t for t in targets if crawl.shard_of(t.domain, count) == index]
   client = WaybackClient(args.cdx_url, args.replay_url, rate=args.rate, timeout=args.timeout,
                          max_retries=args.retries, base_delay=args.backoff)
   summary = crawl.crawl(targets, args.out, client, start=getattr(args, "from"), end=args.to, workers=args.workers)
@@ -82,10 +86,22 @@ def _crawl(args) -> int:
         f"{summary.failures} failures")
   for domain, count in sorted(summary.failures_by_domain.items(), key=lambda x: -x[1])[:20]:
     print(f"  failures {domain}: {count} (see {Path(args.out) / 'failures.jsonl'})")
-  if not args.no_export:
-    paths = crawl.export(args.out)
-    print("exported " + ", ".join(str(p) for p in paths.values()))
+  if args.shard:
+    print(f"shard {args.shard} done; once every shard is, merge them: jaxlab audit export --out {args.out} "
+          "[the other shards' --out folders]")
+  elif not args.no_export:
+    _export(args)
   return 1 if summary.failures else 0
+
+
+def _export(args) -> int:
+  from jaxlab.audit import crawl
+  for folder in [args.out, *getattr(args, "shards", ())]:
+    if not Path(folder).is_dir():
+      raise UserError(f"crawl folder {folder} not found")
+  paths = crawl.export(args.out, getattr(args, "shards", ()))
+  print("exported " + ", ".join(str(p) for p in paths.values()))
+  return 0
 
 
 def _label(args) -> int:
@@ -220,7 +236,13 @@ def register(subparsers) -> None:
   p.add_argument("--cdx-url", default="https://web.archive.org/cdx/search/cdx")
   p.add_argument("--replay-url", default="https://web.archive.org/web")
   p.add_argument("--no-export", action="store_true", help="skip writing robots.json/main.json/tos.json")
+  p.add_argument("--shard", help="K/N: crawl only the domains of shard K (0 .. N-1), e.g. one per machine")
   p.set_defaults(handler=lambda args, overrides: _crawl(args))
+
+  p = steps.add_parser("export", help="robots.json, main.json, tos.json from a crawl folder (and shard folders)")
+  p.add_argument("--out", required=True, help="the crawl folder (written into)")
+  p.add_argument("shards", nargs="*", help="other shards' crawl folders to merge in")
+  p.set_defaults(handler=lambda args, overrides: _export(args))
 
   p = steps.add_parser("label", help="label ToS snapshots in the paper's three taxonomies")
   p.add_argument("--crawl", required=True)

@@ -342,7 +342,7 @@ def write_tiny_random_xl(folder, seed: int = 0, sample_size: int = 8) -> Path:
   level, deeper transformers below, linear projections, `text_time` conditioning on 6 size ids), two 2-layer text
   encoders of width 32 (the second with a projection, and `!` padding as SDXL's), the tiny VAE."""
   unet = UNet2DConditionModel(UNet2DConfig(
-      sample_size=sample_size, block_out_channels=(32, 64), layers_per_block=(2, 2), norm_num_groups=8,
+      sample_size=sample_size, block_out_channels=(32, 64), layers_per_block=(1, 1), norm_num_groups=8,
       down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
       cross_attention_dim=(64, 64), attention_head_dim=(2, 4), transformer_layers_per_block=(1, 2),
       only_cross_attention=(False, False), use_linear_projection=True, addition_embed_type="text_time",

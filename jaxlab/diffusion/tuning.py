@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxlab import parallel
 from jaxlab.diffusion import sampler
 from jaxlab.diffusion.pipeline import write_tiny_random
 from jaxlab.diffusion.schedules import NoiseSchedule
@@ -25,8 +26,8 @@ def pipeline_folder(pretrained: str, workdir, sample_size: int) -> Path:
   the workdir."""
   if pretrained == TINY_RANDOM:
     folder = Path(workdir) / TINY_RANDOM
-    if not (folder / "model_index.json").is_file():
-      write_tiny_random(folder, seed=0, sample_size=sample_size)
+    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or write_tiny_random(
+        folder, seed=0, sample_size=sample_size))
     return folder
   if not pretrained:
     raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or tiny-random")

@@ -36,7 +36,8 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 from PIL import Image
 
-from jaxlab import training
+from jaxlab import parallel, training
+from jaxlab.data import pipeline
 from jaxlab.diffusion import adapters, finetune, generate, scoring, tuning
 from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise
 from jaxlab.diffusion.schedules import NoiseSchedule
@@ -216,12 +217,9 @@ def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
     loss = erase_loss(config, setup, trained, base, frozen["text"], x_t, batch["t_query"], batch["concept"])
     return loss, ({}, model_state)
 
-  per_process = config.batch_size // jax.process_count()
-
   def train_data():
-    ds = grain.MapDataset.range(2**40)[jax.process_index()::jax.process_count()]
-    ds = ds.random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
-    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
+    return pipeline.process_batches(ds, config.batch_size).to_iter_dataset()
 
   metrics = erase_metrics_fn(config, setup)
   return training.Task(
@@ -303,11 +301,16 @@ def evaluate(config, workdir, step=None) -> dict:
   setup = make_setup(config, workdir)
   trainable, step = adapters.restore(workdir, setup.adapter, step)
   results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:
-    results.update(generation_eval(config, setup, trainable, workdir, step))
+  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generated images", lambda: generation_eval(
+        config, setup, trainable, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  def write():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
   return results
 
 
@@ -317,9 +320,13 @@ def export(config, workdir) -> list[Path]:
   setup = make_setup(config, workdir)
   trainable, _ = adapters.restore(workdir, setup.adapter)
   out = Path(workdir) / "export"
-  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
-                         setup.adapter.apply(trainable, setup.original))
-  return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  def write():
+    unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                           setup.adapter.apply(trainable, setup.original))
+    return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  return parallel.write_once("export", write) or []
 
 
 # ----------------------------------------------------------------------------------------------- demo

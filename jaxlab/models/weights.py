@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import dataclasses
 import importlib
 import json
+import os
 from pathlib import Path
 import re
 from typing import Any
@@ -384,7 +385,7 @@ def save_pretrained(path, module: nn.Module, params) -> Path:
   state = {}
   for col, tree in variables.items():
     state.update(flax_to_torch(tree, family.naming, stacked_paths(boxed[col])))
-  tmp = path / (family.weights_name + ".tmp")
+  tmp = path / f"{family.weights_name}.{jax.process_index()}.{os.getpid()}.tmp"  # unique to this writer
   save_file(state, str(tmp), metadata={"format": "pt"})
   tmp.replace(path / family.weights_name)
   config = family.to_config(module)

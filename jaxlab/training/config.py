@@ -7,8 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from etils import epath
+import jax
 import ml_collections
 
+from jaxlab import parallel
 from jaxlab.errors import UserError
 
 
@@ -23,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 0               # 0: evaluate only at the end
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.sharding_rules = ml_collections.ConfigDict(parallel.rule_settings())  # logical axis -> mesh axes
   c.async_checkpointing = True
   c.compilation_cache_dir = os.path.expanduser("~/.cache/jaxlab/xla")
   return c
@@ -124,13 +128,16 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  (Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+  """`<workdir>/config.json`, written by process 0 (the others share its workdir)."""
+  if jax.process_index() != 0:
+    return
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def read_saved_config(workdir: Path) -> dict | None:
   """The `config.json` of a run's workdir as plain JSON, or None when there is none."""
-  path = Path(workdir) / "config.json"
+  path = epath.Path(workdir) / "config.json"
   if not path.is_file():
     return None
   try:

@@ -78,7 +78,11 @@ def _acquire(path: Path) -> None:
 
 @contextlib.contextmanager
 def hold(workdir):
-  """Holds `workdir` for this run (process 0 takes the lock); re-entrant within one process."""
+  """Holds `workdir` for this run (process 0 takes the lock); re-entrant within one process. A URL workdir
+  (gs://) is not locked: object stores have no exclusive create."""
+  if "://" in str(workdir):
+    yield
+    return
   path = Path(workdir) / LOCK_FILE
   held = _read_lock(path)
   if jax.process_index() != 0 or (held.get("pid"), held.get("host")) == (os.getpid(), socket.gethostname()):
