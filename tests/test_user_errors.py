@@ -71,7 +71,7 @@ MISTAKES = [
     # train / eval: methods, configs, workdirs
     (["train", "find", *AIRLETTERS, "--workdir", "$w"], "find has no training step (see `jaxlab find --help`"),
     (["train", "airletters", "--config", "train/configs/esd.py:tiny", "--workdir", "$w"],
-     "train/configs/esd.py:tiny is a config of esd, not airletters; pass train/configs/airletters.py:VARIANT"),
+     "train/configs/esd.py:tiny is a config of esd, not airletters; pass --config airletters:VARIANT"),
     (["eval", "airletters", "--workdir", "$esd_run"],
      "esd_run/config.json is a config of esd, not airletters; evaluate it with `jaxlab eval esd --workdir"),
     (["eval", "find", "--workdir", "$esd_run"], "find has no evaluate step"),
