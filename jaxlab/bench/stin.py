@@ -7,6 +7,8 @@ full step: forward in training mode, cross-entropy, backward, gradient clipping 
 momentum and weight decay, as the method trains.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -135,4 +137,4 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "stin train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab STIN (jit)", _task(module, batch), batch),
       reference=("PyTorch STIN, written here", "no PyTorch package has STIN; same FLOPs assumed as ours",
-                 lambda: _torch_step(c, batch, dtype)) if reference else None)
+                 functools.partial(_torch_step, c, batch, dtype)) if reference else None)

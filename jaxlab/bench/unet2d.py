@@ -4,6 +4,8 @@ Both sides run the SD training step: UNet forward on noisy latents with text emb
 backward and an Adam update.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,4 +79,4 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "unet2d train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab UNet2DConditionModel (jit)", _task(module), batch),
       reference=("diffusers UNet2DConditionModel", "same FLOPs assumed as ours (same model and batch)",
-                 lambda: _reference_step(c, batch, dtype)) if reference else None)
+                 functools.partial(_reference_step, c, batch, dtype)) if reference else None)

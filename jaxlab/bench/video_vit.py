@@ -3,6 +3,8 @@
 Both sides run a full training step: forward, cross-entropy, backward and an AdamW update.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,4 +73,4 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "video_vit train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab VideoViTClassifier (jit)", _task(module, batch_size), {"video": video, "label": labels}),
       reference=("transformers VideoMAE", "MFU from our step's FLOP count (same model and batch)",
-                 lambda: _torch_step(c, video, labels, dtype)) if reference else None)
+                 functools.partial(_torch_step, c, video, labels, dtype)) if reference else None)
