@@ -9,6 +9,8 @@ BENCHES = {
     "clip": "jaxlab.bench.clip",
     "unet2d": "jaxlab.bench.unet2d",
     "stin": "jaxlab.bench.stin",
+    "vae": "jaxlab.bench.vae",
+    "cnn3d": "jaxlab.bench.cnn3d",
 }
 
 
