@@ -15,12 +15,17 @@ import numpy as np
 import optax
 
 from jaxlab.bench import common
-from jaxlab.errors import UserError
 from jaxlab.models import clip
 from jaxlab.training import Task
 
 # "small": a CLIP that a laptop CPU steps through in about a second; "paper": ViT-B/32 (spec §3.1).
 SIZES = {
+    "tiny": dict(
+        text=clip.CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=8, eos_token_id=127),
+        vision=clip.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                     image_size=16, patch_size=8),
+        projection_dim=16, batch_size=4),
     "small": dict(
         text=clip.CLIPTextConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
         vision=clip.CLIPVisionConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
@@ -76,10 +81,8 @@ def _reference_step(module, batch, dtype):
 
 
 def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", reference: bool = True,
-        config: str = "small") -> dict:
-  if config not in SIZES:
-    raise UserError(f"no CLIP size {config!r}; choose {', '.join(SIZES)}")
-  size = SIZES[config]
+        config: str = "small", out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "clip")
   batch_size = batch_size or size["batch_size"]
   module = clip.CLIPModel(size["text"], size["vision"], projection_dim=size["projection_dim"],
                           dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
@@ -92,4 +95,5 @@ def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", 
       f"CLIP train step ({config}, {dtype})", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab CLIP (Flax, jit)", make_task(module), batch),
       reference=("transformers CLIPModel", "eager; MFU from our step's FLOP count",
-                 functools.partial(_reference_step, module, batch, dtype)) if reference else None)
+                 functools.partial(_reference_step, module, batch, dtype)) if reference else None,
+      out_dir=out_dir)

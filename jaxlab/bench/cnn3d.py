@@ -16,7 +16,6 @@ import optax
 
 from jaxlab import training
 from jaxlab.bench import common
-from jaxlab.errors import UserError
 from jaxlab.models import cnn3d
 
 _TINY = dict(layers=(1, 1, 1, 1), stem_width=8, num_labels=10)
@@ -127,10 +126,9 @@ def _torch_step(c: cnn3d.ResNeXt3DConfig, video: np.ndarray, labels: np.ndarray,
   return one, memory, device
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
-  if config not in SIZES:
-    raise UserError(f"no cnn3d size {config!r}; choose {', '.join(SIZES)}")
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small",
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "cnn3d")
   c, frames, pixels = size["config"], size["frames"], size["size"]
   batch_size = batch_size or size["batch_size"]
   rng = np.random.default_rng(0)
@@ -144,4 +142,5 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       f"cnn3d train step ({config})", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=(f"jaxlab {kind} (jit)", _task(module, video), {"video": video, "label": labels}),
       reference=("PyTorch 3D ResNet, written here", "no PyTorch package has it; same FLOPs assumed as ours",
-                 functools.partial(_torch_step, c, video, labels, dtype)) if reference else None)
+                 functools.partial(_torch_step, c, video, labels, dtype)) if reference else None,
+      out_dir=out_dir)

@@ -21,6 +21,7 @@ import numpy as np
 from jaxlab.bench import flops as flops_lib
 from jaxlab.bench import hardware
 from jaxlab.bench import reference as reference_lib
+from jaxlab.errors import UserError
 
 OUT_DIR = Path("runs/bench")
 # JAX preallocates 75% of a GPU's memory; the reference needs room beside it on the same GPU.
@@ -30,6 +31,13 @@ JAX_GPU_MEMORY_FRACTION = "0.45"
 def reserve_gpu_memory_for_the_reference() -> None:
   """Caps JAX's GPU preallocation (if the user has not), before JAX starts its GPU client."""
   os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", JAX_GPU_MEMORY_FRACTION)
+
+
+def size(sizes: dict, config: str, bench: str) -> dict:
+  """The bench's `config` entry of `sizes`, or a one-line error naming the choices."""
+  if config not in sizes:
+    raise UserError(f"no {bench} size {config!r}; choose {', '.join(sizes)}")
+  return sizes[config]
 
 
 def compiled_flops(compiled) -> float:

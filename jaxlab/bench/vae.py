@@ -12,7 +12,6 @@ import optax
 
 from jaxlab import training
 from jaxlab.bench import common
-from jaxlab.errors import UserError
 from jaxlab.models import vae
 
 SIZES = {
@@ -49,10 +48,9 @@ def _reference_step(module: vae.AutoencoderKL, images: np.ndarray, dtype: str):
   return one, memory, device
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
-  if config not in SIZES:
-    raise UserError(f"no VAE size {config!r}; choose {', '.join(SIZES)}")
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small",
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "vae")
   batch_size = batch_size or size["batch_size"]
   module = vae.AutoencoderKL(size["config"], dtype=jnp.dtype(dtype))
   pixels = size["size"]
@@ -63,4 +61,5 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       f"vae train step ({config})", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab AutoencoderKL (jit)", _task(module, pixels), {"image": images}),
       reference=("diffusers AutoencoderKL", "same FLOPs assumed as ours (same model and batch)",
-                 functools.partial(_reference_step, module, images, dtype)) if reference else None)
+                 functools.partial(_reference_step, module, images, dtype)) if reference else None,
+      out_dir=out_dir)
