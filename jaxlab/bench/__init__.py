@@ -23,6 +23,8 @@ def run_all(out, steps: int = 10, dry_run: bool = False):
 def run(model: str, **options) -> dict:
   if model not in BENCHES:
     raise UserError(f"no benchmark for {model!r}; choose one of {', '.join(BENCHES)}, or all")
+  from jaxlab.bench import common
+  common.reserve_gpu_memory_for_the_reference()
   try:
     module = importlib.import_module(BENCHES[model])
   except ModuleNotFoundError as e:

@@ -18,6 +18,17 @@ def _peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def _release_cuda_memory() -> None:
+  """Frees the previous bench's cached CUDA memory and restarts the peak count, so each bench's peak is its own."""
+  import gc
+  import sys
+  gc.collect()
+  torch = sys.modules.get("torch")
+  if torch is not None and torch.cuda.is_available():
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+
+
 def _serve(conn) -> None:
   """The child's loop: ('load', make) builds a step, 'step' runs it, 'memory' reports its peak memory."""
   from jaxlab.bench import hardware
@@ -27,6 +38,7 @@ def _serve(conn) -> None:
     try:
       if command == "load":
         step = memory = None
+        _release_cuda_memory()
         step, memory, device = args[0]()
         conn.send(("ok", (device, hardware.torch_threads())))
       elif command == "step":
