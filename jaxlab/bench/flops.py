@@ -4,15 +4,15 @@ XLA's cost analysis of the compiled step undercounts what the bench times: it co
 scanned layer stack, 12 layers of VideoMAE-B, counts as one), it does not see into custom calls (cuDNN's and the
 Pallas kernels' attention), and on a sharded program it reports one device's share; it also counts the
 recomputation of rematerialised layers, which model FLOPs leave out. This count walks the forward pass's jaxpr
-instead (scanned bodies times their length, attention traced as XLA's: the same arithmetic, elementwise work
-ignored) and counts the backward pass as twice the forward (one matmul for the input gradient, one for the
+instead (scanned bodies times their length, attention traced as XLA's and convolutions as convolutions: the
+same arithmetic, elementwise work ignored) and counts the backward pass as twice the forward (one matmul for the input gradient, one for the
 weights'), the usual definition of a train step's model FLOPs. It overstates a step whose first layer needs no
 input gradient by that layer's share (a few percent for a stem or patch embedding on a small model).
 """
 
 import jax
 
-from jaxlab.nn import attention
+from jaxlab.nn import attention, convolution
 
 def _dot_flops(eqn) -> float:
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
@@ -65,8 +65,8 @@ def count(jaxpr) -> float:
 
 def forward_flops(fn, *args) -> float:
   """Matmul and convolution FLOPs of one call of `fn(*args)` (arrays or `jax.ShapeDtypeStruct`s), attention
-  counted as XLA's."""
-  with attention.forced_implementation("xla"):
+  counted as XLA's and convolutions as convolutions (not as their CPU rewrites)."""
+  with attention.forced_implementation("xla"), convolution.plain_convolutions():
     return count(jax.jit(fn).trace(*args).jaxpr)
 
 

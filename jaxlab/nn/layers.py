@@ -6,6 +6,8 @@ import functools
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxlab.nn import convolution
+
 Axes = Sequence[str | None]
 
 
@@ -22,11 +24,13 @@ def dense(features: int, axes: Axes, *, use_bias: bool = True, dtype=jnp.float32
 def conv(features: int, kernel_size: Sequence[int], *, strides=1, padding="SAME", use_bias: bool = True,
          feature_group_count: int = 1, dtype=jnp.float32, param_dtype=jnp.float32,
          kernel_init=nn.initializers.lecun_normal(), name: str | None = None) -> nn.Conv:
-  """`nn.Conv` (channels-last) with kernel axes `(*spatial, 'conv_in', 'conv_out')`."""
+  """`nn.Conv` (channels-last) with kernel axes `(*spatial, 'conv_in', 'conv_out')`; on CPU the 3D convolutions
+  that XLA runs slowly are rewritten exactly (`jaxlab.nn.convolution`)."""
   axes = (None,) * len(kernel_size) + ("conv_in", "conv_out")
   return nn.Conv(
       features, tuple(kernel_size), strides=strides, padding=padding, use_bias=use_bias,
       feature_group_count=feature_group_count, dtype=dtype, param_dtype=param_dtype, name=name,
+      conv_general_dilated=convolution.conv_general_dilated,
       kernel_init=nn.with_logical_partitioning(kernel_init, axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("conv_out",)))
 

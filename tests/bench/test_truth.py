@@ -76,3 +76,12 @@ def test_processor_and_threads_are_read_from_this_machine():
   assert cpu["cores"] >= 1 and cpu["model"]
   jnp.ones(4).block_until_ready()
   assert "XLA:CPU intra-op threads" in hardware.xla_threads()
+
+
+def test_convolutions_rewritten_on_cpu_are_counted_as_convolutions():
+  from jaxlab import nn as jnn
+  from flax import linen as nn
+  layer = jnn.conv(8, (3, 3, 3), padding=[(1, 1)] * 3, feature_group_count=4)
+  x = jnp.ones((1, 4, 6, 6, 8))
+  params = nn.meta.unbox(jax.eval_shape(layer.init, jax.random.key(0), x))
+  assert flops.forward_flops(layer.apply, params, x) == 2 * (4 * 6 * 6 * 8) * (27 * 2)
