@@ -4,6 +4,7 @@
   jaxlab eval METHOD --workdir DIR [--step N]
   jaxlab demo [--workdir DIR] [--only METHOD,...]
   jaxlab bench MODEL [--batch-size N] [--steps N]
+  jaxlab bench all --out DIR [--dry-run]
 
 plus method verbs registered by their packages (`jaxlab find ...`, `jaxlab audit ...`, `jaxlab generate`).
 Errors a user can cause end in one line that says what is wrong, never a traceback.
@@ -102,6 +103,9 @@ def _demo(args, overrides) -> int:
 
 def _bench(args, overrides) -> int:
   from jaxlab import bench
+  if args.model == "all":
+    bench.run_all(args.out, steps=args.steps, dry_run=args.dry_run)
+    return 0
   bench.run(args.model, batch_size=args.batch_size, steps=args.steps, dtype=args.dtype,
             reference=not args.no_reference, config=args.config_variant)
   return 0
@@ -137,12 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(handler=_demo)
 
   p = sub.add_parser("bench", help="step time, throughput, MFU and memory, beside the PyTorch reference")
-  p.add_argument("model")
+  p.add_argument("model", help="a model, or all (every paper-size bench and the bf16 check, one table)")
   p.add_argument("--batch-size", type=at_least(1), default=None)
   p.add_argument("--steps", type=at_least(1), default=10)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--config", dest="config_variant", default="small", choices=["small", "paper"], help="model size")
+  p.add_argument("--config", dest="config_variant", default="small",
+                 help="model size: tiny | small | paper (cnn3d: also *_i3d)")
   p.add_argument("--no-reference", action="store_true", help="skip the PyTorch side")
+  p.add_argument("--out", default="runs/bench/all", help="bench all: where the markdown table goes")
+  p.add_argument("--dry-run", action="store_true", help="bench all: the plan, each bench at a tiny size")
   p.set_defaults(handler=_bench)
 
   for name in _VERB_MODULES:
