@@ -11,3 +11,17 @@ class UserError(Exception):
 def require(condition: bool, message: str) -> None:
   if not condition:
     raise UserError(message)
+
+
+def read_json(path, what: str = ""):
+  """The parsed JSON file at `path`; a missing or malformed file is a `UserError` naming it (and `what` it is)."""
+  import json
+  from pathlib import Path
+  path = Path(path)
+  about = f" ({what})" if what else ""
+  if not path.is_file():
+    raise UserError(f"{path} not found{about}")
+  try:
+    return json.loads(path.read_text(encoding="utf-8"))
+  except (ValueError, UnicodeDecodeError) as e:
+    raise UserError(f"{path} is not valid JSON: {e}{about}; fix or replace the file") from None

@@ -14,12 +14,13 @@ import math
 import os
 from pathlib import Path
 import random
+import sys
 import time
 from typing import Protocol
 import urllib.error
 import urllib.request
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -43,10 +44,10 @@ class TransientError(Exception):
 
 
 def with_retries(call: Callable, *, max_retries: int = 6, base_delay: float = 1.0, max_delay: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None):
   """Calls `call()`, retrying `TransientError`s with exponential backoff and full jitter.
 
-  A server's `Retry-After` overrides the backoff for that attempt.
+  A server's `Retry-After` overrides the backoff for that attempt. `log` hears of each retry and its reason.
   """
   for attempt in range(max_retries + 1):
     try:
@@ -55,6 +56,8 @@ def with_retries(call: Callable, *, max_retries: int = 6, base_delay: float = 1.
       if attempt == max_retries:
         raise
       delay = e.retry_after if e.retry_after is not None else random.uniform(0, min(max_delay, base_delay * 2**attempt))
+      if log is not None:
+        log(f"{e}; retry {attempt + 1} of {max_retries} in {delay:.1f} s")
       sleep(delay)
 
 
@@ -104,7 +107,8 @@ class OpenAIChat:
       except json.JSONDecodeError as e:
         raise TransientError(f"malformed JSON from {self.base_url}: {e}") from e
 
-    return with_retries(call, max_retries=self.max_retries)
+    return with_retries(call, max_retries=self.max_retries,
+                        log=lambda line: print(f"{self.name}: {line}", file=sys.stderr, flush=True))
 
   def chat(self, messages, *, temperature=0.0, max_tokens=None) -> str:
     body = {"model": self.model, "messages": list(messages), "temperature": temperature}
@@ -218,6 +222,6 @@ def make_lm(spec: str) -> LM:
     path = Path(rest)
     if not path.is_file():
       raise UserError(f"scripted replies file {path} not found")
-    return ScriptedLM(json.loads(path.read_text()), name=f"scripted:{path}")
+    return ScriptedLM(read_json(path, "a JSON list of replies"), name=f"scripted:{path}")
   raise UserError(f"LM backend {spec!r} not understood; use openai:MODEL[@BASE_URL], local:PATH or "
                   "scripted:FILE.json")

@@ -1,4 +1,4 @@
-"""Test settings: 8 CPU devices for sharding tests, no network, no GPU."""
+"""Test settings: 8 CPU devices for sharding tests, full-precision float32 matmuls, no network, no GPU."""
 
 import os
 
@@ -7,6 +7,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Float32 matmuls at full precision, so that parity tests hold on GPUs (TF32 by default) and TPUs (bf16 passes)
+# as they do on CPU.
+os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+# No persistent compilation cache unless a test asks for one: nothing written under ~, no compile skipped.
+os.environ.setdefault("JAXLAB_COMPILATION_CACHE", "")
 
 from pathlib import Path  # noqa: E402
 

@@ -18,7 +18,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxlab.data import airletters
+from jaxlab.data.builder import DatasetBuilder
 from jaxlab.data.workers import map_in_processes
+from jaxlab.errors import UserError
 
 
 @dataclasses.dataclass
@@ -30,7 +32,7 @@ class AirLettersConfig(tfds.core.BuilderConfig):
   num_workers: int = 0           # decoding processes; 0 = one per CPU core
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(DatasetBuilder):
   """AirLetters videos, labels and worker ids, as released (train / validation / test)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -82,43 +84,54 @@ layout (no download), run `jaxlab data airletters-synth --out <manual_dir>`.
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = Path(dl_manager.manual_dir)
     if self.builder_config.on_bad_video not in ("skip", "fail"):
-      raise ValueError(f"on_bad_video must be 'skip' or 'fail', not {self.builder_config.on_bad_video!r}")
+      raise UserError(f"on_bad_video must be 'skip' or 'fail', not {self.builder_config.on_bad_video!r}")
     if not (root / "videos").is_dir():
-      raise FileNotFoundError(f"{root}/videos not found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise UserError(f"{root}/videos not found; the manual folder must hold videos/ and the split CSVs "
+                      "(see `MANUAL_DOWNLOAD_INSTRUCTIONS` in datasets/airletters)")
     return {split: self._generate_examples(root, split) for split in airletters.SPLIT_FILES}
 
   def _generate_examples(self, root: Path, split: str):
     config = self.builder_config
-    rows = airletters.read_split(root, split)
-    bad, jobs = [], []
+    csv_name = airletters.SPLIT_FILES[split]
+    rows, unreadable = airletters.read_split(root, split)
+    bad = [{"id": None, "filename": f"{csv_name} line {b['line']}", **b} for b in unreadable]
+    jobs, seen = [], {}
     for row in rows:
       problem = airletters.row_problem(row)
+      if problem is None and int(row["id"]) in seen:
+        problem = f"id {row['id']} repeats line {seen[int(row['id'])]} of {csv_name}"
       if problem:
-        bad.append({"id": row.get("id"), "filename": row.get("filename"), "reason": problem})
+        bad.append({"id": row.get("id"), "filename": row.get("filename"), "line": row["line"], "reason": problem})
       else:
+        seen[int(row["id"])] = row["line"]
         jobs.append((row, root / "videos" / row["filename"], config.fps, config.short_side, config.jpeg_quality))
     self._stop_if_failing(split, bad)
     for row, example, error in map_in_processes(airletters.prepare_example, jobs, config.num_workers, chunksize=4):
       if error is not None:
-        bad.append({"id": row["id"], "filename": row["filename"], "reason": error})
+        bad.append({"id": row["id"], "filename": row["filename"], "line": row["line"], "reason": error})
         self._stop_if_failing(split, bad)
         continue
       yield example["id"], example
-    self._report(split, bad, total=len(rows))
+    self._report(split, bad, total=len(rows) + len(unreadable))
 
   def _stop_if_failing(self, split, bad):
     if bad and self.builder_config.on_bad_video == "fail":
       first = bad[0]
-      raise ValueError(f"{split}: video {first['id']} ({first['filename']}): {first['reason']}. "
-                       "Fix or remove it, or build with on_bad_video='skip' to leave bad videos out.")
+      raise UserError(f"{split}: {_name(first)}: {first['reason']}. Fix or remove it, or build with "
+                      "on_bad_video='skip' to leave bad videos and rows out.")
 
   def _report(self, split: str, bad: list, total: int):
     path = Path(self.data_dir) / "bad_examples.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     report[split] = {"rows": total, "bad": len(bad), "examples": bad}
     path.write_text(json.dumps(report, indent=2))
-    message = f"AirLetters {split}: {total - len(bad)} of {total} videos written"
+    message = f"AirLetters {split}: {total - len(bad)} of {total} rows written"
     if bad:
       message += f", {len(bad)} left out (listed in {path.name}): " + ", ".join(
-          f"{b['id']} ({b['reason']})" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
+          f"{_name(b)} ({b['reason']})" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
     print(message, flush=True)
+
+
+def _name(bad: dict) -> str:
+  """How a bad row is named in messages: its video id, else its CSV line."""
+  return f"video {bad['id']} on line {bad['line']}" if bad.get("id") else bad["filename"]

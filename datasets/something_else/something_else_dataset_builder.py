@@ -25,7 +25,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxlab.data import something_else as se
+from jaxlab.data.builder import DatasetBuilder
 from jaxlab.data.workers import map_in_processes
+from jaxlab.errors import UserError
 
 
 @dataclasses.dataclass
@@ -56,7 +58,12 @@ def _configs():
   return configs
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+def _one_label_file(family: str) -> bool:
+  """Whether every split of the family shares one label file (one label set: a `ClassLabel`)."""
+  return len({labels for _, labels in se.FAMILIES[family].splits.values()}) == 1
+
+
+class Builder(DatasetBuilder):
   """Something-Else box tracks (and SSv2 frames) on the repository's splits."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -86,8 +93,12 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
     slots = c.max_objects
     features = {
         "id": tfds.features.Text(doc="SSv2 video id"),
-        "label": tfds.features.Scalar(np.int32, doc="position of the class in the sorted class names of the "
-                                      "split's label file (metadata['classes'][split])"),
+        "label": tfds.features.ClassLabel(doc="the class, by its position in the sorted class names of the "
+                                          "label file (names set from it when building)")
+                 if _one_label_file(c.family) else
+                 tfds.features.Scalar(np.int32, doc="position of the class in the sorted class names of the "
+                                      "split's label file (metadata['classes'][split]): the few-shot splits "
+                                      "have two label sets"),
         "template": tfds.features.Text(doc="the class: the SSv2 template without brackets"),
         "caption": tfds.features.Text(doc="the filled-in caption (the split entry's `label`)"),
         "placeholders": tfds.features.Sequence(tfds.features.Text()),
@@ -122,11 +133,13 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     c = self.builder_config
     if c.on_bad_example not in ("skip", "fail"):
-      raise ValueError(f"on_bad_example must be 'skip' or 'fail', not {c.on_bad_example!r}")
+      raise UserError(f"on_bad_example must be 'skip' or 'fail', not {c.on_bad_example!r}")
     root = Path(dl_manager.manual_dir)
     paths = se.split_paths(root, c.family)
     classes = {split: se.read_classes(labels) for split, (_, labels) in paths.items()}
     self.info.metadata["classes"] = classes
+    if _one_label_file(c.family):
+      self.info.features["label"].names = next(iter(classes.values()))
     boxes, duplicates = se.read_boxes(root, c.box_source)
     if duplicates:
       print(f"Something-Else: {len(duplicates)} video ids appear in more than one box file; the first part's "
@@ -148,7 +161,7 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
     ssv2_labels, ssv2_splits = ssv2
     entries = se.read_split(entries_path)
     bad, jobs, seen = [], [], set()
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
       video_id = str(entry.get("id")) if isinstance(entry, dict) else None
       kind, problem = "split entry", se.entry_problem(entry, classes)
       if problem is None and video_id in seen:
@@ -163,7 +176,8 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
         if source is None:
           problem = f"no video ({se.VIDEO_DIR}/{video_id}.webm or {se.FRAMES_DIR}/{video_id}/)"
       if problem:
-        bad.append({"id": video_id, "kind": kind, "reason": problem})
+        bad.append({"id": video_id, "entry": f"{entries_path.name} entry {position}", "kind": kind,
+                    "reason": problem})
         self._stop_if_failing(split, bad)
         continue
       name = se.class_name(entry["template"])
@@ -191,8 +205,9 @@ synthetic folder in the same layout (no download), run `jaxlab data something-el
   def _stop_if_failing(self, split, bad):
     if bad and self.builder_config.on_bad_example == "fail":
       first = bad[0]
-      raise ValueError(f"{split}: video {first['id']}: {first['reason']}. Fix or remove it, or build with "
-                       "on_bad_example='skip' to leave such rows out.")
+      where = f" ({first['entry']})" if "entry" in first else ""
+      raise UserError(f"{split}: video {first['id']}{where}: {first['reason']}. Fix or remove it, or build with "
+                      "on_bad_example='skip' to leave such rows out.")
 
   def _report(self, split: str, rows: int, bad: list, adjusted: list, objects: Counter, note: str = ""):
     path = Path(self.data_dir) / "bad_examples.json"

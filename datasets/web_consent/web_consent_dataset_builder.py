@@ -24,6 +24,8 @@ import tensorflow_datasets as tfds
 
 from jaxlab.audit import agents, robots, tos
 from jaxlab.audit.tokens import CORPORA, TokenTable
+from jaxlab.data.builder import DatasetBuilder
+from jaxlab.errors import UserError
 
 KINDS = ("robots", "main", "tos")
 STATUSES = robots.STATUSES
@@ -37,7 +39,7 @@ class WebConsentConfig(tfds.core.BuilderConfig):
   on_bad: str = "skip"  # 'skip' bad entries (and list them) or 'fail' on the first
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(DatasetBuilder):
   """Wayback snapshots of robots.txt, home pages and ToS pages, and the domain token table."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -103,7 +105,8 @@ A crawl folder made by `jaxlab audit crawl` already has the JSONs; copy tokens.c
     folder = Path(dl_manager.manual_dir)
     if not (folder / "tokens.csv").is_file() or (
         self.builder_config.name == "snapshots" and not (folder / "robots.json").is_file()):
-      raise FileNotFoundError(f"{folder} lacks robots.json or tokens.csv.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise UserError(f"{folder} lacks robots.json or tokens.csv; see MANUAL_DOWNLOAD_INSTRUCTIONS in "
+                      "datasets/web_consent (a `jaxlab audit crawl` folder has the JSONs)")
     return {"train": self._generate_examples(folder)}
 
   def _generate_examples(self, folder: Path):
@@ -125,7 +128,8 @@ A crawl folder made by `jaxlab audit crawl` already has the JSONs; copy tokens.c
             key = f"{kind}|{domain}|{url}|{date}"
             if not isinstance(text, str):
               if self.builder_config.on_bad == "fail":
-                raise ValueError(f"{key}: text is {type(text).__name__}, not a string")
+                raise UserError(f"{key}: text is {type(text).__name__}, not a string; build with on_bad='skip' "
+                                "to leave such entries out")
               bad.append(key)
               continue
             yield key, self._example(kind, domain, url, date, text, start_dates.get(domain, ""), table)

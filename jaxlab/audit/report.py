@@ -18,7 +18,7 @@ from jaxlab.audit.crawl import export
 from jaxlab.audit.robots import DETAILED_STATUSES
 from jaxlab.audit.temporal import END_MONTH, START_MONTH, month_range
 from jaxlab.audit.tokens import CORPORA, TokenTable
-from jaxlab.errors import UserError
+from jaxlab.errors import read_json
 
 
 @dataclasses.dataclass
@@ -50,18 +50,12 @@ def _markdown(frame: pd.DataFrame, digits: int = 1, index: bool = True) -> str:
   return "\n".join(lines)
 
 
-def _read_json(path: Path, what: str):
-  if not path.is_file():
-    raise UserError(f"{path} not found: {what}")
-  return json.loads(path.read_text())
-
-
 def load_crawl(crawl_dir: str | Path) -> tuple[dict, dict]:
   """robots.json and start_dates.json of a crawl, exporting them first if the crawl has not been."""
   crawl_dir = Path(crawl_dir)
   if not (crawl_dir / "robots.json").is_file() and any(crawl_dir.glob("robots/*/cdx.json")):
     export(crawl_dir)
-  robots_json = _read_json(crawl_dir / "robots.json", "give a crawl folder made by `jaxlab audit crawl`")
+  robots_json = read_json(crawl_dir / "robots.json", "give a crawl folder made by `jaxlab audit crawl`")
   start_dates = json.loads((crawl_dir / "start_dates.json").read_text()) if (
       crawl_dir / "start_dates.json").is_file() else {}
   return robots_json, start_dates

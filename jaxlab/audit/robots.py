@@ -5,7 +5,20 @@ user-agent line after a rule starts the next; lines other than user-agent/allow/
 crawl-delay, garbage) neither open nor close a group; groups naming the same agent merge; keys and agent
 tokens are case-insensitive; `#` starts a comment; only the first 500 KiB are read. `allowed(agent, path)`
 picks the agent's group (else `*`, else no rules), and the longest matching pattern wins, Allow on a tie,
-with `*` and a final `$`, comparing percent-encodings normalised.
+with `*` and a final `$`, comparing percent-encodings normalised. `path` may be a URL: only a scheme
+before any `/`, `?` or `;` makes it one (`request_path`).
+
+Checked against google/robotstxt's test suite (`robots_test.cc`, the reference parser of RFC 9309), ported
+in tests/audit/test_robots_google.py. Like Google's parser it reads a directive without its colon
+(`disallow /`, exactly two words; counted in `colonless_lines`) and a URL as Google's `GetPathParamsQuery`
+does. Where Google's parser goes beyond or against the RFC, this one follows RFC 9309:
+- percent-encoding (RFC 9309 2.2.2): patterns and paths are both normalised, so `%62%61%7A` in a rule matches
+  `/baz` and a rule `/ツ` matches the unencoded path `/ツ`; Google encodes the rule only and leaves the
+  caller to encode the URL, so neither matches there;
+- the agent asked about is reduced to its product token (`Googlebot/2.1` -> `googlebot`, `Foo Bar` ->
+  `foo`), as the RFC's matching on product tokens implies; Google compares the string as given;
+- no Google-only extensions: `index.html` at the end of an Allow does not allow its directory, misspelt keys
+  (`dissallow`, `useragent`) are not read, and long lines are not cut at 16,664 bytes (the file is, at 500 KiB).
 
 `classify(agent)` is the paper's rule (Longpre et al. 2024, `parse_robots.interpret_agent`), applied to the
 agent's merged rules: values containing `?` are dropped; `none` if no Disallow is left, if it is only
@@ -29,6 +42,7 @@ STATUSES = ("none", "some", "all")
 DETAILED_STATUSES = ("no_robots", "none", "none_sitemap", "none_crawl_delay", "some_other",
                      "some_disallow_important_dir", "some_pattern_restrictions", "all")
 
+_DIRECTIVES = ("user-agent", "allow", "disallow", "sitemap", "crawl-delay")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PRODUCT_TOKEN = re.compile(r"[A-Za-z_-]+")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -81,13 +95,31 @@ def _pattern(value: str) -> re.Pattern:
   return re.compile(regex + (r"\Z" if anchored else ""), re.DOTALL)
 
 
-def _request_path(path: str) -> str:
-  """The path and query of a URL (or a path), as robots.txt rules see it."""
-  if "://" in path:
-    path = path.split("://", 1)[1]
-    path = path[path.find("/"):] if "/" in path else "/"
-  path = path.split("#", 1)[0]
+def request_path(url: str) -> str:
+  """The path, params and query of a URL (or a path), as robots.txt rules see them; always starts with `/`.
+
+  As google/robotstxt reads a URL: `://` marks a scheme only before any `/`, `?` or `;` (so
+  `/login?next=http://x.com/y` is a path, and a URL in a query stays there); without a scheme, what comes
+  before the first `/`, `?` or `;` is the host (`example.com/a` -> `/a`), except after a leading `//`; the
+  fragment is dropped.
+  """
+  start = 2 if url.startswith("//") else 0
+  early = _first_of(url, "/?;", start)
+  scheme = url.find("://", start)
+  after = scheme + 3 if scheme != -1 and scheme < early else start
+  path_start = _first_of(url, "/?;", after)
+  if path_start == len(url):
+    return "/"
+  fragment = url.find("#", start)
+  if fragment != -1 and fragment < path_start:
+    return "/"
+  path = url[path_start:fragment if fragment != -1 else len(url)]
   return path if path.startswith("/") else "/" + path
+
+
+def _first_of(text: str, chars: str, start: int) -> int:
+  found = [i for i in (text.find(c, start) for c in chars) if i != -1]
+  return min(found) if found else len(text)
 
 
 def _interpret(rules: list[Rule]) -> str:
@@ -105,13 +137,14 @@ class RobotsTxt:
 
   def __init__(self, groups: dict[str, list[Rule]], *, text: str = "", paper_compat: bool = False,
                sitemaps: tuple[str, ...] = (), crawl_delays: dict[str, str] | None = None, ignored_lines: int = 0,
-               truncated: bool = False):
+               colonless_lines: int = 0, truncated: bool = False):
     self.groups = groups  # agent key -> rules in file order
     self.text = text
     self.paper_compat = paper_compat
     self.sitemaps = sitemaps
     self.crawl_delays = crawl_delays or {}
     self.ignored_lines = ignored_lines
+    self.colonless_lines = colonless_lines  # directives written without their colon (`disallow /`), read anyway
     self.truncated = truncated
 
   def _key(self, agent: str) -> str:
@@ -129,7 +162,7 @@ class RobotsTxt:
 
   def allowed(self, agent: str, path: str) -> bool:
     """Whether `agent` may fetch `path` (a path with optional query, or a full URL) under RFC 9309."""
-    path = normalise_path(_request_path(path))
+    path = normalise_path(request_path(path))
     if path == "/robots.txt":
       return True
     best_length, best_allow = -1, True
@@ -185,15 +218,19 @@ def _parse_rfc(text: str) -> RobotsTxt:
     text = text[:max(text.rfind("\n"), text.rfind("\r"), 0)]
   text = text.lstrip("\ufeff")
   groups: dict[str, list[Rule]] = {}
-  sitemaps, crawl_delays, ignored = [], {}, 0
+  sitemaps, crawl_delays, ignored, colonless = [], {}, 0, 0
   current: list[str] = []  # agent keys of the open group
   group_has_rules = False
   for line in _LINE_BREAK.split(text):
     line = line.split("#", 1)[0]
     key, colon, value = line.partition(":")
     if not colon:
-      ignored += bool(line.strip())
-      continue
+      # Google's parser reads a line of exactly two words as `key value` (`disallow /`); so do we.
+      words = line.split()
+      if len(words) != 2 or words[0].lower() not in _DIRECTIVES:
+        ignored += bool(words)
+        continue
+      (key, value), colonless = words, colonless + 1
     key, value = key.strip().lower(), value.strip()
     if key == "user-agent":
       if group_has_rules:
@@ -218,7 +255,7 @@ def _parse_rfc(text: str) -> RobotsTxt:
     else:
       ignored += 1
   return RobotsTxt(groups, text=text, sitemaps=tuple(sitemaps), crawl_delays=crawl_delays, ignored_lines=ignored,
-                   truncated=truncated)
+                   colonless_lines=colonless, truncated=truncated)
 
 
 def _parse_paper(text: str) -> RobotsTxt:

@@ -35,18 +35,40 @@ def short_name(label: str) -> str:
   return "nothing" if label == "Doing nothing" else "other"
 
 
-def read_split(root: Path, split: str) -> list[dict]:
-  """The rows of one split's CSV (dicts keyed by column); the header is checked, rows are not."""
+def read_split(root: Path, split: str) -> tuple[list[dict], list[dict]]:
+  """The rows of one split's CSV (dicts keyed by column, plus their `line`), and the lines that are no row.
+
+  Every line is read on its own (the release has no quoted line breaks), so an unterminated quote spoils only
+  its line instead of swallowing the rest of the file; a line with another number of fields than the header
+  is no row either. Unreadable lines come back as `{'line': n, 'reason': ...}`.
+  """
   path = Path(root) / SPLIT_FILES[split]
   if not path.is_file():
     raise UserError(f"{path} not found; the AirLetters folder must hold videos/ and "
                     f"{', '.join(SPLIT_FILES.values())}")
-  with open(path, newline="") as f:
-    reader = csv.DictReader(f, skipinitialspace=True)
-    missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
-    if missing:
-      raise UserError(f"{path} lacks columns {sorted(missing)}; expected {', '.join(CSV_COLUMNS)}")
-    return list(reader)
+  lines = path.read_text(encoding="utf-8", errors="replace").lstrip("\ufeff").splitlines()
+  header = _fields(lines[0]) if lines else []
+  missing = set(CSV_COLUMNS) - set(header)
+  if missing:
+    raise UserError(f"{path} lacks columns {sorted(missing)}; expected {', '.join(CSV_COLUMNS)}")
+  rows, bad = [], []
+  for number, text in enumerate(lines[1:], start=2):
+    if not text.strip():
+      continue
+    try:
+      fields = _fields(text)
+    except csv.Error as e:
+      bad.append({"line": number, "reason": f"unreadable CSV line ({e})"})
+      continue
+    if len(fields) != len(header):
+      bad.append({"line": number, "reason": f"{len(fields)} fields where the header has {len(header)}"})
+      continue
+    rows.append({**dict(zip(header, fields)), "line": number})
+  return rows, bad
+
+
+def _fields(line: str) -> list[str]:
+  return next(csv.reader([line], skipinitialspace=True, strict=True))
 
 
 def row_problem(row: dict) -> str | None:

@@ -1,10 +1,9 @@
 """`jaxlab data ...`: make the synthetic datasets and build TFDS datasets without the `tfds` command."""
 
+import importlib
 from pathlib import Path
 
 from jaxlab.errors import UserError
-
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
 
 def register(subparsers) -> None:
@@ -32,7 +31,8 @@ def register(subparsers) -> None:
   p.add_argument("name")
   p.add_argument("--manual-dir", required=True)
   p.add_argument("--data-dir", required=True)
-  p.add_argument("--config", default=None, help="builder config name")
+  p.add_argument("--config", default=None,
+                 help="builder config name, or a JSON object of config fields ('{\"name\": \"strict\", ...}')")
   p.set_defaults(handler=_build)
 
 
@@ -43,6 +43,9 @@ def _airletters_synth(args, overrides) -> int:
     height, width = (int(v) for v in args.size.split("x"))
   except ValueError:
     raise UserError(f"--per-class {args.per_class!r} / --size {args.size!r} not understood") from None
+  if min(height, width) < 16 or min(per_class.values()) < 0 or not set(per_class) <= {"train", "validation", "test"}:
+    raise UserError(f"--size {args.size} must be at least 16x16 and --per-class {args.per_class} give counts >= 0 "
+                    "for train, validation, test")
   root = airletters_synth.write_dataset(args.out, per_class, seed=args.seed, height=height, width=width)
   print(f"wrote {root}")
   return 0
@@ -67,21 +70,44 @@ def _build(args, overrides) -> int:
   return 0
 
 
+def builder_names() -> list[str]:
+  """The TFDS builders: `datasets/<name>/<name>_dataset_builder.py`, packaged as `jaxlab.datasets.<name>`."""
+  import jaxlab.datasets
+  return sorted(p.name for folder in map(Path, jaxlab.datasets.__path__) for p in folder.iterdir()
+                if (p / f"{p.name}_dataset_builder.py").is_file())
+
+
 def load_builder_class(name: str):
   """The `Builder` class of `datasets/<name>/<name>_dataset_builder.py`."""
-  import importlib
-  import sys
-  import types
-  if not (DATASETS_DIR / name / f"{name}_dataset_builder.py").is_file():
-    known = sorted(p.name for p in DATASETS_DIR.iterdir() if (p / f"{p.name}_dataset_builder.py").is_file())
-    raise UserError(f"no dataset {name!r}; datasets: {', '.join(known)}")
-  # `datasets/` is a folder of builders, not an installed package: expose it as one under a private name.
-  if "jaxlab_datasets" not in sys.modules:
-    package = types.ModuleType("jaxlab_datasets")
-    package.__path__ = [str(DATASETS_DIR)]
-    package.__file__ = str(DATASETS_DIR / "__init__.py")  # TFDS locates builder resources from it
-    sys.modules["jaxlab_datasets"] = package
-  return importlib.import_module(f"jaxlab_datasets.{name}.{name}_dataset_builder").Builder
+  if name not in builder_names():
+    raise UserError(f"no dataset {name!r}; datasets: {', '.join(builder_names())}")
+  return importlib.import_module(f"jaxlab.datasets.{name}.{name}_dataset_builder").Builder
+
+
+def builder_config(builder_cls, config: str | None):
+  """`--config`: the name of one of the builder's configs, or a JSON object of config fields (as `tfds build`
+  takes), which becomes a config of the builder's config class."""
+  import dataclasses
+  import json
+  if config is None or not builder_cls.BUILDER_CONFIGS:
+    return config
+  names = [c.name for c in builder_cls.BUILDER_CONFIGS]
+  if not config.lstrip().startswith("{"):
+    if config not in names:
+      raise UserError(f"{builder_cls.name} has no config {config!r}; its configs: {', '.join(names)} (or a JSON "
+                      "object of config fields, e.g. '{\"name\": \"mine\", ...}')")
+    return config
+  try:
+    fields = json.loads(config)
+  except ValueError as e:
+    raise UserError(f"--config {config!r} is not valid JSON ({e})") from None
+  config_cls = builder_cls.builder_config_cls
+  known = [f.name for f in dataclasses.fields(config_cls)]
+  unknown = sorted(set(fields) - set(known)) if isinstance(fields, dict) else None
+  if unknown is None or unknown or "name" not in fields:
+    raise UserError(f"--config must be a JSON object with a \"name\" and fields of {config_cls.__name__} "
+                    f"({', '.join(known)})" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+  return config_cls(**fields)
 
 
 def build(name: str, manual_dir, data_dir, config: str | None = None) -> Path:
@@ -89,7 +115,10 @@ def build(name: str, manual_dir, data_dir, config: str | None = None) -> Path:
   import tensorflow_datasets as tfds
   if not Path(manual_dir).is_dir():
     raise UserError(f"--manual-dir {manual_dir} is not a folder")
+  if Path(data_dir).is_file():
+    raise UserError(f"--data-dir {data_dir} is a file; pass a folder (it is created if missing)")
   builder_cls = load_builder_class(name)
-  builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
+  builder = builder_cls(config=builder_config(builder_cls, config), data_dir=str(data_dir),
+                        file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
   return Path(builder.data_dir)

@@ -19,13 +19,12 @@ label file (its integer values are ignored, as the original loader does).
 
 from collections.abc import Sequence
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from jaxlab.data import video as video_lib
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 
 FPS = 12.0
 VIDEO_DIR = "20bn-something-something-v2"
@@ -33,9 +32,9 @@ FRAMES_DIR = "frames"
 SPLITS_DIR = "dataset_splits"
 SSV2_LABELS = "something-something-v2-labels.json"
 SSV2_LISTS = {"train": "something-something-v2-train.json", "validation": "something-something-v2-validation.json"}
-BOX_FILES = {  # box source -> (parts to merge, single merged file)
-    "ground_truth": ("bounding_box_smthsmth_part*.json", "annotations.json"),
-    "detected": ("detected_compositional_part*.json", "detected_annotations.json"),
+BOX_FILES = {  # box source -> (the released parts, merged by video id; or one merged file)
+    "ground_truth": ([f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5)], "annotations.json"),
+    "detected": ([f"detected_compositional_part{i}.json" for i in range(1, 4)], "detected_annotations.json"),
 }
 
 
@@ -68,18 +67,9 @@ def class_name(template: str) -> str:
   return template.replace("[", "").replace("]", "")
 
 
-def _read_json(path: Path, what: str):
-  if not path.is_file():
-    raise UserError(f"{path} not found ({what})")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path} is not valid JSON ({e}); download it again") from None
-
-
 def read_classes(path: Path) -> list[str]:
   """The sorted class names of a label file (`{class name: id}`); the sorted position is the class id."""
-  labels = _read_json(path, "a Something-Else label file")
+  labels = read_json(path, "a Something-Else label file")
   if not isinstance(labels, dict) or not labels:
     raise UserError(f"{path} should map class names to ids")
   return sorted(labels)
@@ -98,7 +88,7 @@ def split_paths(root: Path, family: str) -> dict[str, tuple[Path, Path]]:
 
 
 def read_split(path: Path) -> list:
-  entries = _read_json(path, "a Something-Else split file")
+  entries = read_json(path, "a Something-Else split file")
   if not isinstance(entries, list):
     raise UserError(f"{path} should hold a list of {{id, label, template, placeholders}} entries")
   return entries
@@ -119,27 +109,31 @@ def read_ssv2(root: Path) -> tuple[dict[str, int], dict[str, str]]:
   root = Path(root)
   labels = {}
   if (root / SSV2_LABELS).is_file():
-    labels = {name: int(index) for name, index in _read_json(root / SSV2_LABELS, "SSv2 labels").items()}
+    labels = {name: int(index) for name, index in read_json(root / SSV2_LABELS, "SSv2 labels").items()}
   splits = {}
   for split, name in SSV2_LISTS.items():
     if (root / name).is_file():
-      splits.update({str(e["id"]): split for e in _read_json(root / name, "an SSv2 list") if "id" in e})
+      splits.update({str(e["id"]): split for e in read_json(root / name, "an SSv2 list") if "id" in e})
   return labels, splits
 
 
 def read_boxes(root: Path, source: str = "ground_truth") -> tuple[dict, list[str]]:
   """The box annotations (video id -> frames), merged over the parts, and the ids found in more than one part
   (the first part's frames are kept)."""
-  parts_glob, merged = BOX_FILES[source]
+  part_names, merged = BOX_FILES[source]
   root = Path(root)
-  parts = sorted(root.glob(parts_glob))
-  files = parts or ([root / merged] if (root / merged).is_file() else [])
+  missing = [name for name in part_names if not (root / name).is_file()]
+  if missing and len(missing) < len(part_names):
+    raise UserError(f"{root} lacks {', '.join(missing)} of the {len(part_names)} box annotation parts; download "
+                    f"the missing part (or merge the parts you mean to use into one {merged})")
+  files = [root / name for name in part_names] if not missing else \
+      [root / merged] if (root / merged).is_file() else []
   if not files:
-    raise UserError(f"no box annotations in {root}: expected {parts_glob} (the Google Drive parts) or one "
-                    f"merged {merged}")
+    raise UserError(f"no box annotations in {root}: expected {part_names[0]} ... {part_names[-1]} (the Google "
+                    f"Drive parts) or one merged {merged}")
   boxes, duplicates = {}, []
   for path in files:
-    part = _read_json(path, "box annotations")
+    part = read_json(path, "box annotations")
     if not isinstance(part, dict):
       raise UserError(f"{path} should map video ids to lists of frames")
     for video_id, frames in part.items():

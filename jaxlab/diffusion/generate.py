@@ -3,7 +3,8 @@
 A prompt CSV has the columns `prompt`, `evaluation_seed` and `case_number` (other columns are kept, e.g.
 `label_idx`); a prompt list (`.txt`, the motion paper's format) has one `seed,prompt` per line, its cases
 numbered by line. Each row gives `num_images` samples from one seed, written as `<case_number>_<k>.png`, or for a
-video pipeline `<case_number>_<k>.mp4` beside a `.gif` and a frame grid `_grid.png`.
+video pipeline `<case_number>_<k>.mp4` beside a `.gif` and a frame grid `_grid.png`. With LoRAs and a list of
+scales, each of those files is a strip of the samples at every scale, left to right.
 """
 
 import csv
@@ -39,13 +40,21 @@ def read_prompt_csv(path) -> list[PromptRow]:
     if missing:
       raise UserError(f"{path} lacks the columns {', '.join(missing)}; a prompt CSV needs "
                       f"{', '.join(REQUIRED_COLUMNS)}")
-    rows = []
+    rows, lines = [], {}
     for line, row in enumerate(reader, start=2):
+      if None in row.values() or None in row:
+        raise UserError(f"{path}:{line}: the row does not have the header's {len(reader.fieldnames)} fields; quote "
+                        "fields that hold commas")
       try:
         seed = int(float(row["evaluation_seed"]))
       except ValueError:
         raise UserError(f"{path}:{line}: evaluation_seed {row['evaluation_seed']!r} is not a number") from None
-      rows.append(PromptRow(row["prompt"], seed, str(row["case_number"]).strip(), dict(row)))
+      case = str(row["case_number"]).strip()
+      if case in lines:  # images are named by case: a second row would overwrite the first one's
+        raise UserError(f"{path}:{line}: case_number {case} is also on line {lines[case]}; give every row its own "
+                        "case_number (images are written as <case_number>_<k>.png)")
+      lines[case] = line
+      rows.append(PromptRow(row["prompt"], seed, case, dict(row)))
   return rows
 
 
@@ -102,15 +111,17 @@ def write_video_files(path, frames: np.ndarray, fps: float = 8.0) -> list[Path]:
 
 def generate_rows(pipe: StableDiffusion, rows: list[PromptRow], out_dir, num_images: int = 1, num_steps: int = 50,
                   guidance_scale: float = 7.5, noise_source: str = "jax", batch_size: int = 4,
-                  height: int | None = None, width: int | None = None, negative_prompt: str = "",
-                  unet_params=None, overwrite: bool = False, progress=None, scheduler=None,
-                  num_frames: int = 16, fps: float = 8.0) -> list[Path]:
+                  height: int | None = None, width: int | None = None, negative_prompt: str | None = "",
+                  unet_params=None, loras=(), start_noise: int | None = None, scales=None, overwrite: bool = False,
+                  progress=None, scheduler=None, num_frames: int = 16, fps: float = 8.0) -> list[Path]:
   """Writes `<case>_<k>.png` (videos: `.mp4`, `.gif`, `_grid.png`) for each row; rows whose samples all exist
   are skipped unless `overwrite`.
 
   Rows are generated `batch_size` at a time; the last batch is padded so that one compiled shape serves all.
-  `scheduler` (a `NoiseSchedule` for DDIM or a `DPMSolver`) defaults to DDIM on the pipeline's schedule.
-  Returns every row's sample paths (the `.png` or `.mp4`), in order.
+  `loras` are `(LoRA, params, scale)`, on after `start_noise`; a scale of None is swept over `scales` (one
+  strip per sample, scales left to right), or 1 without them. `scheduler` (a `NoiseSchedule` for DDIM or a
+  `DPMSolver`) defaults to DDIM on the pipeline's schedule. Returns every row's sample paths (the `.png` or
+  `.mp4`), in order.
   """
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,8 +133,12 @@ def generate_rows(pipe: StableDiffusion, rows: list[PromptRow], out_dir, num_ima
     padded = batch + [batch[-1]] * (batch_size - len(batch))
     noise = np.concatenate([latent_noise(row.seed, shape, noise_source) for row in padded])
     prompts = [row.prompt for row in padded for _ in range(num_images)]
-    samples = pipe.generate(prompts, noise, num_steps, guidance_scale, negative_prompt, unet_params=unet_params,
-                            scheduler=scheduler)
+    strip = []
+    for sweep in (1.0,) if scales is None else scales:
+      adapted = [(lora, params, sweep if scale is None else scale) for lora, params, scale in loras]
+      strip.append(pipe.generate(prompts, noise, num_steps, guidance_scale, negative_prompt, unet_params=unet_params,
+                                 loras=adapted, start_noise=start_noise, scheduler=scheduler))
+    samples = np.concatenate(strip, axis=-2)  # side by side: the width axis of images and of video frames
     for i, row in enumerate(batch):
       for k, path in enumerate(paths(row)):
         sample = samples[i * num_images + k]

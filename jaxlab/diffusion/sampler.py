@@ -18,10 +18,16 @@ Denoiser = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def guided(unet, params, cond, uncond, guidance_scale) -> Denoiser:
-  """uncond + s * (cond - uncond), from one UNet call on the stacked [uncond, cond] batch."""
+  """uncond + s * (cond - uncond), from one UNet call on the stacked [uncond, cond] batch.
+
+  `cond` / `uncond` are the UNet's conditioning inputs after `(x, t)`: the text embeddings, or a tuple of them
+  and SDXL's `added_cond_kwargs`.
+  """
+  both = jax.tree.map(lambda u, c: jnp.concatenate([u, c]), uncond, cond)
+  conditions = both if isinstance(both, tuple) else (both,)
 
   def denoise(x, t):
-    out = unet.apply({"params": params}, jnp.concatenate([x, x]), t, jnp.concatenate([uncond, cond]))
+    out = unet.apply({"params": params}, jnp.concatenate([x, x]), t, *conditions)
     out_uncond, out_cond = jnp.split(out, 2)
     return out_uncond + guidance_scale * (out_cond - out_uncond)
 

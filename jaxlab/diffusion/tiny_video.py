@@ -1,7 +1,7 @@
 """A small text-to-video pipeline (motion customisation's tiny config, tests and demo), in the diffusers layout.
 
 `write(folder, size, frames)` writes a `TextToVideoSDPipeline` folder for videos of `size` px: a random 2-level
-`UNet3DConditionModel`, the tiny random text encoder and tokenizer of `pipeline.tiny_text_encoder`, ModelScope's
+`UNet3DConditionModel`, the tiny random text encoder and tokenizer of `pipeline`, ModelScope's
 DDIM scheduler config, and a small VAE. Given `frames`, the VAE is trained briefly (the one train loop, a few
 hundred steps) to reconstruct them: a random VAE's decoder does not invert its encoder, so the decoded samples
 of a random pipeline would show nothing. Its scaling factor is then set from its latents' standard deviation on
@@ -96,7 +96,8 @@ def write(folder, size: int, frames: np.ndarray | None = None, unet_config: dict
   family = weights.family_for(unet_config["_class_name"])
   latent = size // 2 ** (len(vae_widths) - 1)
   unet = family.from_config({**unet_config, "sample_size": latent}, dtype=jnp.float32, param_dtype=jnp.float32)
-  tokenizer, text_encoder, text_params = pipeline.tiny_text_encoder(seed + 2)
+  tokenizer = pipeline.tiny_tokenizer()
+  text_encoder, text_params = pipeline.tiny_text_encoder(tokenizer, seed=seed + 2)
   unet_params = pipeline.random_params(unet, *family.dummy_inputs(unet), seed=seed)
   pipeline.write_pipeline(folder, unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer,
                           MS_SCHEDULER_CONFIG, pipeline_class="TextToVideoSDPipeline")

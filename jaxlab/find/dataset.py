@@ -15,20 +15,11 @@ import json
 from pathlib import Path
 from collections.abc import Sequence
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, read_json
 from jaxlab.find import neurons, numeric, strings
 
 CATEGORIES = ("numeric", "strings", "neurons_entities", "neurons_relations")
 _RELEASE_FILE = {v: k for k, v in numeric.RELEASE_FILES.items()}
-
-
-def _read_json(path: Path):
-  if not path.is_file():
-    raise UserError(f"{path} not found")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path} is not valid JSON ({e})") from None
 
 
 def _write_functions(folder: Path, functions, extra=None) -> None:
@@ -58,10 +49,10 @@ def write(root: str | Path, category: str, functions: Sequence, unit_tests: list
 def load_numeric(folder: str | Path) -> list[numeric.NumericFunction]:
   """Our `numeric/data.json`, or the release's (variants from `func_name_dict.json`, release bugs on)."""
   folder = Path(folder)
-  entries = _read_json(folder / "data.json")
+  entries = read_json(folder / "data.json")
   if entries and "variant" in entries[0]:
     return [numeric.from_metadata(e) for e in entries]
-  files = _read_json(folder / "func_name_dict.json")
+  files = read_json(folder / "func_name_dict.json")
   functions = []
   for entry in entries:
     name = entry["dir"].rstrip("/").rsplit("/", 1)[-1]
@@ -78,7 +69,7 @@ def load(root: str | Path, category: str, *, neuron_lm=None) -> list:
   folder = Path(root) / category
   if category == "numeric":
     return load_numeric(folder)
-  entries = _read_json(folder / "data.json")
+  entries = read_json(folder / "data.json")
   if category == "strings":
     if entries and "steps" not in entries[0]:
       raise UserError(f"{folder / 'data.json'} has no function code (the release ships only five string "
@@ -90,7 +81,7 @@ def load(root: str | Path, category: str, *, neuron_lm=None) -> list:
 def load_unit_tests(root: str | Path, category: str) -> dict[str, dict]:
   """`unit_test_data.json` by function name (empty if the category has none)."""
   path = Path(root) / category / "unit_test_data.json"
-  return {entry["name"]: entry for entry in _read_json(path)} if path.is_file() else {}
+  return {entry["name"]: entry for entry in read_json(path)} if path.is_file() else {}
 
 
 def categories_in(root: str | Path) -> list[str]:

@@ -234,6 +234,11 @@ def score_run(dataset_root: str | Path, results_root: str | Path, *, judge=None,
   for category, folder in runs:
     functions = {f.name: f for f in dataset.load(dataset_root, category, neuron_lm=neuron_lm)}
     unit_tests = dataset.load_unit_tests(dataset_root, category)
+    if not unit_tests and (category == "strings" or (judge is not None and category != "numeric")):
+      path = Path(dataset_root) / category / "unit_test_data.json"
+      raise UserError(f"{path} not found: scoring {category} needs its unit tests; rebuild the benchmark with "
+                      f"`jaxlab find build` (or copy the file from the release), or leave {category} out with "
+                      "--categories")
     done = sorted(p for p in folder.iterdir() if (p / "description.txt").is_file() and p.name in functions)
     pool_size = workers if judge is None else 1
     with concurrent.futures.ThreadPoolExecutor(max(pool_size, 1)) as pool:

@@ -29,15 +29,41 @@ def available() -> list[str]:
   return [name for name, module in METHODS.items() if importlib.util.find_spec(module) is not None]
 
 
-def get(name: str):
+def get(name: str, needs: str | None = None):
+  """The method's module; `needs` names the function the caller will use (`make_task`, `evaluate`)."""
   if name not in METHODS:
     raise UserError(f"unknown method {name!r}; methods: {', '.join(available())}")
   try:
-    return importlib.import_module(METHODS[name])
+    module = importlib.import_module(METHODS[name])
   except ModuleNotFoundError as e:
     if e.name == METHODS[name]:
       raise UserError(f"method {name!r} is not part of this checkout yet") from None
     raise
+  if needs and not hasattr(module, needs):
+    able = [m for m in available() if m != name and hasattr(importlib.import_module(METHODS[m]), needs)]
+    raise UserError(f"{name} has no {needs.replace('make_task', 'training')} step (see `jaxlab {name} --help` "
+                    f"for its verbs); methods with one: {', '.join(able)}")
+  return module
+
+
+def _config_keys(name: str) -> set[str] | None:
+  """The top-level keys of the method's packaged config (`train/configs/<name>.py`), where it has one."""
+  from jaxlab.training.config import config_names, load_config
+  return set(load_config(name).keys()) if name in config_names() else None
+
+
+def check_config(name: str, config, source: str, fix: str) -> None:
+  """Refuses a config (read from `source`) that lacks keys of the method's own config, as another method's
+  config does; `fix` says what to do, `{owner}` in it becomes the method the config belongs to."""
+  expected = _config_keys(name)
+  missing = sorted(expected - set(config.keys())) if expected is not None else []
+  if not missing:
+    return
+  owners = [m for m in METHODS if m != name and (keys := _config_keys(m)) and keys <= set(config.keys())]
+  if owners:
+    raise UserError(f"{source} is a config of {owners[0]}, not {name}; {fix.format(owner=owners[0])}")
+  raise UserError(f"{source} is not a {name} config (it lacks {', '.join(missing[:5])}); "
+                  f"{fix.format(owner='the method it was made for')}")
 
 
 @dataclasses.dataclass

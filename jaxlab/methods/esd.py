@@ -16,13 +16,14 @@ the latent. `xt_mode='diffusers'` follows `esd_sd.py`: the frozen model samples 
 is queried at exactly `timesteps[run_till]` (DDIM on the pipeline's schedule; `esd_sd.py` uses the pipeline's
 own scheduler, PNDM for SD 1.4, and 1024 px).
 
-Which parameters train is a rule on diffusers names (`TRAIN_METHODS`): `xattn` is ESD-x, `noxattn` ESD-u. The
-frozen UNet is one tree that is never copied; the trainable subset is merged over it inside the step. Text
-embeddings are computed once. After training, `export` writes the UNet as a diffusers folder and the changed
-tensors alone as `esd.safetensors`.
+Which parameters train is a rule on diffusers names (`TRAIN_METHODS`): `xattn` is ESD-x, `noxattn` ESD-u. They
+are a full-weight adapter (`finetune.Subset`, `jaxlab.diffusion.adapters`) over the frozen UNet, which is one
+tree that is never copied; the step applies the subset over it. Text embeddings are computed once. After
+training, `export` writes the UNet as a diffusers folder and the changed tensors alone as `esd.safetensors`.
 """
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -35,10 +36,12 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 from PIL import Image
 
-from jaxlab import training
-from jaxlab.diffusion import finetune, generate, sampler, scoring
-from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise, write_tiny_random
+from jaxlab import parallel, training
+from jaxlab.data import pipeline
+from jaxlab.diffusion import adapters, finetune, generate, scoring, tuning
+from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise
 from jaxlab.diffusion.schedules import NoiseSchedule
+from jaxlab.diffusion.tuning import TINY_RANDOM
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.models import save_pretrained, unet2d
@@ -68,7 +71,6 @@ TRAIN_METHODS = {
                                                           "down_blocks.2.attentions.0.")),
 }
 XT_MODES = ("original", "diffusers")
-TINY_RANDOM = "tiny-random"
 
 
 def concept_list(text: str, separator: str) -> list[str]:
@@ -114,17 +116,15 @@ class Setup:
   def original(self):
     return self.pipe.params["unet"]
 
+  @functools.cached_property
+  def boxed(self) -> dict:
+    """The UNet's abstract params with logical names."""
+    return adapters.abstract_params(self.unet, *unet2d.FAMILY.dummy_inputs(self.unet))
 
-def pipeline_folder(config, workdir) -> Path:
-  """`config.pretrained`, or for `tiny-random` a small random pipeline written once under the workdir."""
-  if config.pretrained == TINY_RANDOM:
-    folder = Path(workdir) / TINY_RANDOM
-    if not (folder / "model_index.json").is_file():
-      write_tiny_random(folder, seed=0, sample_size=config.image_size // 2)
-    return folder
-  if not config.pretrained:
-    raise UserError("set --config.pretrained to a local diffusers Stable Diffusion folder (e.g. SD v1.4)")
-  return Path(config.pretrained)
+  @functools.cached_property
+  def adapter(self) -> finetune.Subset:
+    """The trained subset as an adapter over the frozen UNet."""
+    return finetune.Subset(self.selected.__contains__, self.boxed)
 
 
 def x_t_chain(config, schedule):
@@ -136,14 +136,14 @@ def x_t_chain(config, schedule):
     ts = np.arange(0, n, n // steps) + 1
     prev = np.concatenate([[0], ts[:-1]])
     return ts[:-1][::-1].copy(), prev[:-1][::-1].copy()
-  ts = schedule.timesteps(steps)
-  return ts, schedule.previous_timesteps(ts)
+  return tuning.ddim_chain(schedule, steps)
 
 
 def make_setup(config, workdir) -> Setup:
   if config.xt_mode not in XT_MODES:
     raise UserError(f"xt_mode {config.xt_mode!r}: use one of {', '.join(XT_MODES)}")
-  pipe = StableDiffusion.load(pipeline_folder(config, workdir), dtype=jnp.dtype(config.dtype))
+  folder = tuning.pipeline_folder(config.pretrained, workdir, sample_size=config.image_size // 2)
+  pipe = StableDiffusion.load(folder, dtype=jnp.dtype(config.dtype))
   if config.remat_policy:
     pipe = dataclasses.replace(pipe, unet=pipe.unet.clone(remat_policy=config.remat_policy))
   concepts = concept_list(config.concept, config.separator)
@@ -180,14 +180,11 @@ def draw_example(config, setup: Setup, rng: np.random.Generator) -> dict:
 
 def make_x_t(config, setup: Setup, sampler_params, text, batch, rng):
   """x_t by partial DDIM with guidance `start_guidance` from pure noise, per example."""
-  b = batch["concept"].shape[0]
-  size = config.image_size // setup.pipe.vae_scale_factor
-  x_T = jax.random.normal(rng, (b, size, size, setup.unet.config.in_channels), jnp.float32)
   prompts = text["source"][batch["concept"]]
   uncond = jnp.broadcast_to(text["uncond"], prompts.shape)
-  denoise = sampler.guided(setup.unet, sampler_params, prompts, uncond, config.start_guidance)
-  timesteps, prev = setup.chain
-  return sampler.ddim_partial(denoise, setup.schedule, x_T, timesteps, prev, batch["chain_steps"])
+  shape = setup.pipe.latent_shape(prompts.shape[0], config.image_size, config.image_size)
+  return tuning.partial_sample(setup.unet, sampler_params, prompts, uncond, config.start_guidance, setup.schedule,
+                               setup.chain, batch["chain_steps"], shape, rng)
 
 
 def erase_loss(config, setup: Setup, trained, original, text, x_t, t, concept):
@@ -205,45 +202,30 @@ def erase_loss(config, setup: Setup, trained, original, text, x_t, t, concept):
   return jnp.mean((prediction - target) ** 2)
 
 
-def param_layout(setup: Setup):
-  """(logical specs of the whole UNet, `init_variables` for the trainable subset)."""
-  boxed = jax.eval_shape(setup.unet.init, jax.random.key(0), *unet2d.FAMILY.dummy_inputs(setup.unet))["params"]
-  boxed_trainable, _ = finetune.split(boxed, setup.selected)
-
-  def init_variables(rng):
-    # Zeros in the right shapes and shardings; `Task.pretrained` then puts the original values in.
-    return {"params": jax.tree.map(lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)),
-                                   boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))}
-
-  return nn.get_partition_spec(boxed), init_variables
-
-
 def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
   setup = setup or make_setup(config, workdir)
-  trainable, _ = finetune.split(setup.original, setup.selected)
-  specs, init_variables = param_layout(setup)
+  adapter = setup.adapter
   frozen = {"unet": setup.original, "text": setup.text}
-  frozen_specs = {"unet": specs, "text": jax.tree.map(lambda _: PartitionSpec(), setup.text)}
+  frozen_specs = {"unet": nn.get_partition_spec(setup.boxed),
+                  "text": jax.tree.map(lambda _: PartitionSpec(), setup.text)}
 
   def loss_fn(params, model_state, frozen, batch, rng):
     base = frozen["unet"]
-    trained = finetune.merge(params, base)
+    trained = adapter.apply(params, base)
     sampler_params = jax.lax.stop_gradient(trained) if config.xt_mode == "original" else base
     x_t = jax.lax.stop_gradient(make_x_t(config, setup, sampler_params, frozen["text"], batch, rng))
     loss = erase_loss(config, setup, trained, base, frozen["text"], x_t, batch["t_query"], batch["concept"])
     return loss, ({}, model_state)
 
-  per_process = config.batch_size // jax.process_count()
-
   def train_data():
-    ds = grain.MapDataset.range(2**40)[jax.process_index()::jax.process_count()]
-    ds = ds.random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
-    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
+    return pipeline.process_batches(ds, config.batch_size).to_iter_dataset()
 
   metrics = erase_metrics_fn(config, setup)
   return training.Task(
-      init_variables=init_variables, loss_fn=loss_fn, optimizer=optax.adam(config.lr), train_data=train_data,
-      frozen=frozen, frozen_specs=frozen_specs, pretrained=lambda: trainable,
+      init_variables=lambda rng: {"params": adapter.init(rng)}, loss_fn=loss_fn, optimizer=optax.adam(config.lr),
+      train_data=train_data, frozen=frozen, frozen_specs=frozen_specs,
+      pretrained=lambda: adapter.initial(setup.original),
       learning_rate=lambda step: config.lr, evaluate=lambda params, model_state, step: metrics(params))
 
 
@@ -259,8 +241,7 @@ def erase_metrics_fn(config, setup: Setup, size: int = 8):
     preserve_shift  the same for `preserve_prompt`, which should move less.
   """
   rng = np.random.default_rng(1234)
-  latent = config.image_size // setup.pipe.vae_scale_factor
-  shape = (size, latent, latent, setup.unet.config.in_channels)
+  shape = setup.pipe.latent_shape(size, config.image_size, config.image_size)
   t = np.linspace(50, setup.schedule.num_train_timesteps - 50, size).astype(np.int32)
   x_t = setup.schedule.add_noise(rng.normal(size=shape).astype(np.float32),
                                  rng.normal(size=shape).astype(np.float32), t)
@@ -269,7 +250,7 @@ def erase_metrics_fn(config, setup: Setup, size: int = 8):
 
   @jax.jit
   def metrics(trainable, original, text):
-    trained = finetune.merge(trainable, original)
+    trained = setup.adapter.apply(trainable, original)
     loss = erase_loss(config, setup, trained, original, text, x_t, t, concept)
     start = erase_loss(config, setup, original, original, text, x_t, t, concept)
     contexts = jnp.concatenate([text["source"][concept], preserve])
@@ -281,23 +262,12 @@ def erase_metrics_fn(config, setup: Setup, size: int = 8):
   return lambda trainable: {k: float(v) for k, v in metrics(trainable, setup.original, setup.text).items()}
 
 
-def restore(config, workdir, setup: Setup, step=None):
-  """(trained subset, its step) from the latest (or `step`'s) checkpoint in `workdir`."""
-  _, init_variables = param_layout(setup)
-  task = training.Task(init_variables=init_variables, loss_fn=None, optimizer=optax.adam(config.lr),
-                       train_data=None)
-  state = training.load_for_eval(task, config, workdir, step)
-  if state is None:
-    raise UserError(f"{workdir} holds no checkpoint; train first (jaxlab train esd ...)")
-  return jax.device_get(state["params"]), int(state["step"])
-
-
 def generation_eval(config, setup: Setup, trainable, workdir, step) -> dict:
   """Images from `eval_prompts` before and after erasure; CLIP scores against each image's prompt and the
   erased concepts (the highest over concepts), and the external classifier's figures, for both sets."""
   rows = generate.read_prompt_csv(config.eval_prompts)
   sets = {"original": (Path(workdir) / "eval" / "original", None),
-          "erased": (Path(workdir) / "eval" / f"step_{step}", finetune.merge(trainable, setup.original))}
+          "erased": (Path(workdir) / "eval" / f"step_{step}", setup.adapter.apply(trainable, setup.original))}
   paths = {}
   for name, (folder, unet_params) in sets.items():
     paths[name] = generate.generate_rows(
@@ -329,13 +299,18 @@ def evaluate(config, workdir, step=None) -> dict:
   """The erasure metrics of a checkpoint and, with `eval_prompts`, the generation harness; also written to
   `WORKDIR/eval/step_<N>.json`."""
   setup = make_setup(config, workdir)
-  trainable, step = restore(config, workdir, setup, step)
+  trainable, step = adapters.restore(workdir, setup.adapter, step)
   results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:
-    results.update(generation_eval(config, setup, trainable, workdir, step))
+  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generated images", lambda: generation_eval(
+        config, setup, trainable, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  def write():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
   return results
 
 
@@ -343,58 +318,46 @@ def export(config, workdir) -> list[Path]:
   """`WORKDIR/export/unet/` (the trained UNet, a diffusers folder) and `WORKDIR/export/esd.safetensors` (the
   trained tensors alone, keyed by diffusers names, for `unet.load_state_dict(..., strict=False)`)."""
   setup = make_setup(config, workdir)
-  trainable, _ = restore(config, workdir, setup)
+  trainable, _ = adapters.restore(workdir, setup.adapter)
   out = Path(workdir) / "export"
-  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
-                         finetune.merge(trainable, setup.original))
-  return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  def write():
+    unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                           setup.adapter.apply(trainable, setup.original))
+    return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  return parallel.write_once("export", write) or []
 
 
 # ----------------------------------------------------------------------------------------------- demo
 
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
-
-
-def _image_grid(rows: list[np.ndarray], scale: int = 4) -> Image.Image:
-  """Rows of uint8 images side by side, enlarged `scale` times (nearest) so tiny images stay visible."""
-  grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-  return Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
-
-
-def _loss_curve(losses: list[tuple[int, float]], path: Path) -> Path:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(5, 3))
-  ax.plot(*zip(*losses), marker="o")
-  ax.set(xlabel="step", ylabel="ESD loss", title="ESD-x, tiny random SD")
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
-
-
-def demo(workdir) -> DemoSection:
-  """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
-  workdir = Path(workdir)
-  config = training.load_config(f"{CONFIG_FILE}:tiny")
-  training.save_config(config, workdir)
-  setup = make_setup(config, workdir)
-  result = training.train(make_task(config, workdir, setup), config, workdir)
-  exported = export(config, workdir)
-  trainable, step = restore(config, workdir, setup)
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
-
+def before_after(config, setup: Setup, trainable, path: Path) -> tuple[Path, list[str]]:
+  """A PNG of images for the concept and for `preserve_prompt` (two seeds each): the original UNet's on top,
+  the erased one's below; and the prompts, left to right."""
   prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
   shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
   noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
   before = setup.pipe.generate(prompts, noise, config.eval_steps)
   after = setup.pipe.generate(prompts, noise, config.eval_steps,
-                              unet_params=finetune.merge(trainable, setup.original))
-  grid = workdir / "before_after.png"
-  _image_grid([before, after]).save(grid)
-  curve = _loss_curve(losses, workdir / "loss.png")
+                              unet_params=setup.adapter.apply(trainable, setup.original))
+  tuning.image_grid([before, after], scale=4).save(path)
+  return Path(path), prompts
+
+
+def demo(workdir) -> DemoSection:
+  """The tiny config end to end: train ESD-x on a random SD pipeline, export, and images before / after."""
+  workdir = Path(workdir)
+  config = training.load_config("esd:tiny")
+  training.save_config(config, workdir)
+  setup = make_setup(config, workdir)
+  result = training.train(make_task(config, workdir, setup), config, workdir)
+  exported = export(config, workdir)
+  trainable, step = adapters.restore(workdir, setup.adapter)
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+
+  grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
+  curve = tuning.loss_curve(losses, workdir / "loss.png", "ESD-x, tiny random SD", "ESD loss")
 
   figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],
              **{k: result[f"eval/{k}"] for k in ("erase_gap", "concept_shift", "preserve_shift")}}

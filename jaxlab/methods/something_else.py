@@ -23,13 +23,13 @@ import ml_collections
 import numpy as np
 import optax
 from flax import linen as nn
-from flax import traverse_util
 from PIL import Image
 
 from jaxlab import parallel, training
 from jaxlab.data import pipeline
 from jaxlab.data import something_else as se
 from jaxlab.data import video as video_lib
+from jaxlab.diffusion import finetune
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.methods.airletters import classification_metrics
@@ -59,15 +59,8 @@ def normalise(video_uint8):
 
 def load_dataset(config):
   """The TFDS splits (random access) and the class names of each split."""
-  import tensorflow_datasets as tfds
-  try:
-    sources = tfds.data_source(config.dataset, data_dir=config.data_dir)
-    info = tfds.builder(config.dataset, data_dir=config.data_dir).info
-  except Exception as e:  # TFDS raises several types for "not built"
-    raise UserError(
-        f"dataset {config.dataset} not found in {config.data_dir} ({type(e).__name__}); build it with "
-        f"`jaxlab data build something_else --manual-dir M --data-dir {config.data_dir} --config "
-        f"{config.dataset.split('/')[-1]}`") from None
+  from jaxlab.data.builder import open_prepared
+  sources, info = open_prepared(config.dataset, config.data_dir)
   for split in (config.train_split, config.eval_split):
     if split not in sources:
       raise UserError(f"{config.dataset} has no split {split!r}; it has {', '.join(sources)}")
@@ -83,7 +76,7 @@ def _video_id(example) -> int:
   return int(value) if value.isdigit() else -1
 
 
-def _crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
+def crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
   """The canvas crop `window` of each frame, resized to size² (one resampling from the original frame)."""
   h, w = frames.shape[1:3]
   x, y, cw, ch = window
@@ -108,7 +101,7 @@ def clip_transform(config, train: bool):
     if uses_pixels(config):
       index = se.strided_window(num_frames, config.num_frames, 2, rng)
       frames = np.stack([video_lib.decode_jpeg(example["frames"][i]) for i in index])
-      out["video"] = _crop_frames(frames, window, config.image_size)
+      out["video"] = crop_frames(frames, window, config.image_size)
     return out
 
   return transform
@@ -163,16 +156,9 @@ def is_trainable(config, path: tuple[str, ...]) -> bool:
   return not (config.i3d.checkpoint and path[0] == "i3D")
 
 
-def subtree(tree, keep) -> dict:
-  """The leaves of a nested dict whose path `keep` accepts."""
-  return traverse_util.unflatten_dict({k: v for k, v in traverse_util.flatten_dict(tree).items() if keep(k)})
-
-
-def merge_trees(*trees) -> dict:
-  merged = {}
-  for tree in trees:
-    merged.update(traverse_util.flatten_dict(tree or {}))
-  return traverse_util.unflatten_dict(merged)
+def trained_subset(config) -> finetune.Subset:
+  """The trained part of the model's variables (`{collection: tree}`) as an adapter over the frozen rest."""
+  return finetune.Subset(lambda path: is_trainable(config, path[1:]))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -197,8 +183,8 @@ def _checkpoint_variables(config) -> dict:
     state = training.load_for_eval(base_task, base_config, config.fine_tune_from)
     if state is None:
       raise UserError(f"{config.fine_tune_from} has no checkpoint to fine-tune from")
-    trained = jax.device_get({"params": state["params"], **state["model_state"]})
-    return merge_trees(base_task.frozen, trained)
+    trained = parallel.gather_to_host({"params": state["params"], **state["model_state"]})
+    return trained_subset(base_config).apply(trained, base_task.frozen)
   if config.i3d.checkpoint:
     return {k: {"i3D": v} for k, v in load_i3d_checkpoint(config).items()}
   return {}
@@ -229,28 +215,26 @@ def make_task(config, workdir=None) -> training.Task:
   config.total_steps = config.epochs * steps_per_epoch
   tx, schedule = optimizer(config, steps_per_epoch)
   fine_tuning = bool(config.fine_tune_from)
-  trainable = lambda path: is_trainable(config, path)
-  frozen = None
+  subset = trained_subset(config)
+  frozen = {}
   if fine_tuning or config.i3d.checkpoint:
     # When fine-tuning, the base model's head is left out: the new one has the fine-tuning set's classes.
-    frozen = {collection: subtree(tree, lambda p: not trainable(p))
-              for collection, tree in _checkpoint_variables(config).items()}
+    _, frozen = subset.split(_checkpoint_variables(config))
   mesh = parallel.make_mesh(dict(config.mesh))
 
   def init_variables(rng):
-    variables = model.init(rng, *model_inputs(config, example_batch(config)))
-    params = subtree(variables["params"], trainable)
+    trained, _ = subset.split(model.init(rng, *model_inputs(config, example_batch(config))))
     # Fine-tuning freezes every batch norm; a loaded I3D keeps its own statistics.
-    stats = {} if fine_tuning else subtree(variables.get("batch_stats", {}), trainable)
-    return {"params": params, **({"batch_stats": stats} if stats else {})}
+    stats = {} if fine_tuning else trained.get("batch_stats", {})
+    return {"params": trained["params"], **({"batch_stats": stats} if stats else {})}
 
   def loss_fn(params, model_state, frozen, batch, rng):
-    variables = merge_trees(frozen, {"params": params, **model_state})
+    variables = subset.apply({"params": params, **model_state}, frozen)
     inputs = model_inputs(config, batch)
     kwargs = dict(train=not fine_tuning, rngs={"dropout": rng})
     if model_state:
       logits, updates = model.apply(variables, *inputs, mutable=["batch_stats"], **kwargs)
-      model_state = {"batch_stats": subtree(updates["batch_stats"], trainable)}
+      model_state, _ = subset.split({"batch_stats": updates["batch_stats"]})
     else:
       logits = model.apply(variables, *inputs, **kwargs)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
@@ -264,7 +248,7 @@ def make_task(config, workdir=None) -> training.Task:
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def evaluate_during_training(params, model_state, step):
-    variables = merge_trees(frozen, {"params": params, **model_state})
+    variables = subset.apply({"params": params, **model_state}, frozen)
     result = evaluate_split(config, model, variables, sources[config.eval_split], mesh)
     return {"top1": result["top1"], "top5": result["top5"]}
 
@@ -319,7 +303,8 @@ def _restored(config, workdir, step=None):
     raise UserError(f"{workdir} has no checkpoint to evaluate; train first")
   _, classes = load_dataset(config)
   model = make_model(config, len(classes[config.train_split]))
-  variables = merge_trees(task.frozen, jax.device_get({"params": state["params"], **state["model_state"]}))
+  variables = trained_subset(config).apply(
+      parallel.gather_to_host({"params": state["params"], **state["model_state"]}), task.frozen)
   return model, variables, classes, int(state["step"])
 
 
@@ -346,6 +331,15 @@ def ensemble_metrics(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> d
   return classification_metrics(np.log(mean + 1e-12), labels, mean.shape[1])
 
 
+def write_metrics(result: dict, names: list[str], path: Path) -> None:
+  """The metrics JSON of one evaluation, with per-class accuracy (by class name) and the confusion matrix."""
+  record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
+  record["per_class"] = {name: (None if np.isnan(a) else float(a)) for name, a in zip(names, result["per_class"])}
+  record["confusion"] = result["confusion"].tolist()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(record, indent=2))
+
+
 def evaluate(config, workdir, step=None) -> dict:
   """Evaluates a checkpoint on `config.eval_split`, alone and ensembled with `config.ensemble_with`; writes
   metrics JSON (with per-class accuracy and the confusion matrix) to `<workdir>/eval/`."""
@@ -366,14 +360,10 @@ def evaluate(config, workdir, step=None) -> dict:
                                 mesh))
     results["ensemble/"] = ensemble_metrics(runs)
   out_dir = Path(workdir) / "eval"
-  out_dir.mkdir(parents=True, exist_ok=True)
   summary = {"step": step}
   for prefix, result in results.items():
-    record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
-    record["per_class"] = {name: (None if np.isnan(a) else float(a)) for name, a in zip(names, result["per_class"])}
-    record["confusion"] = result["confusion"].tolist()
-    name = f"metrics_{config.eval_split}{'_ensemble' if prefix else ''}.json"
-    (out_dir / name).write_text(json.dumps(record, indent=2))
+    path = out_dir / f"metrics_{config.eval_split}{'_ensemble' if prefix else ''}.json"
+    parallel.write_once(path.name, lambda: write_metrics(result, names, path))
     summary.update({f"{prefix}{config.eval_split}/top1": result["top1"],
                     f"{prefix}{config.eval_split}/top5": result["top5"],
                     f"{prefix}{config.eval_split}/num_examples": result["num_examples"]})
@@ -384,21 +374,20 @@ def export(config, workdir) -> list[Path]:
   """The trained model as a PyTorch state dict of the original code's modules, in safetensors."""
   from safetensors.numpy import save_file
   _, variables, _, _ = _restored(config, workdir)
-  out = Path(workdir) / "export"
-  out.mkdir(parents=True, exist_ok=True)
-  path = out / f"{config.model_name}.safetensors"
-  save_file(stin.variables_to_torch(variables), str(path))
-  return [path]
+  path = Path(workdir) / "export" / f"{config.model_name}.safetensors"
+
+  def write():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(stin.variables_to_torch(variables), str(path))
+    return [path]
+
+  return parallel.write_once("export", write) or []
 
 
 # ---------------------------------------------------------------------------------------------- demo
 
-def _config_file() -> Path:
-  return Path(__file__).resolve().parents[2] / "train" / "configs" / "something_else.py"
-
-
 def _train_tiny(variant: str, data_dir: Path, run: Path, **overrides) -> tuple[dict, ml_collections.ConfigDict]:
-  config = training.load_config(f"{_config_file()}:{variant}")
+  config = training.load_config(f"something_else:{variant}")
   config.data_dir = str(data_dir)
   config.update(overrides)
   training.save_config(config, run)

@@ -75,9 +75,11 @@ class CLIPVisionConfig:
 
 @flax.struct.dataclass
 class CLIPTowerOutput:
-  """A tower's per-token states and its pooled vector (transformers' `BaseModelOutputWithPooling`)."""
+  """A tower's per-token states and its pooled vector (transformers' `BaseModelOutputWithPooling`); with
+  `output_hidden_states`, the embeddings and each layer's output (SDXL reads `hidden_states[-2]`)."""
   last_hidden_state: jax.Array
   pooler_output: jax.Array
+  hidden_states: tuple[jax.Array, ...] | None = None
 
 
 @flax.struct.dataclass
@@ -85,6 +87,7 @@ class CLIPTextModelOutput:
   last_hidden_state: jax.Array
   pooler_output: jax.Array
   text_embeds: jax.Array
+  hidden_states: tuple[jax.Array, ...] | None = None
 
 
 @flax.struct.dataclass
@@ -142,9 +145,11 @@ class _MLP(nn.Module):
 
 
 class CLIPEncoderLayer(nn.Module):
-  """One pre-LN layer; `(x, mask) -> (x, None)` so that `nn.scan` can stack it (the mask is broadcast)."""
+  """One pre-LN layer; `(x, mask) -> (x, x or None)` so that `nn.scan` can stack it (the mask is broadcast) and,
+  with `output_hidden`, stack its outputs."""
   config: Any
   causal: bool = False
+  output_hidden: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -156,24 +161,34 @@ class CLIPEncoderLayer(nn.Module):
     x = x + _Attention(c, self.causal, self.dtype, self.param_dtype, name="self_attn")(
         norm(name="layer_norm1")(x), mask)
     x = x + _MLP(c, self.dtype, self.param_dtype, name="mlp")(norm(name="layer_norm2")(x))
-    return jnn.constrain(x, _HIDDEN), None
+    x = jnn.constrain(x, _HIDDEN)
+    return x, x if self.output_hidden else None
 
 
 class _Encoder(nn.Module):
-  """The layer stack: one scanned (optionally rematerialised) layer, or a Python loop of layers."""
+  """The layer stack: one scanned (optionally rematerialised) layer, or a Python loop of layers.
+
+  Returns the last states, or with `output_hidden_states` transformers' `hidden_states` too: the input and
+  every layer's output (before the final LayerNorm).
+  """
   config: Any
   causal: bool
   dtype: Any
   param_dtype: Any
   scan_layers: bool
   remat_policy: str | None
+  output_hidden_states: bool = False
 
   @nn.compact
   def __call__(self, x, mask):
     c = self.config
-    return jnn.repeat_layers(CLIPEncoderLayer, c.num_hidden_layers, x, mask, name="layers",
-                             scan=self.scan_layers, remat_policy=self.remat_policy, config=c, causal=self.causal,
-                             dtype=self.dtype, param_dtype=self.param_dtype)
+    out, layers = jnn.repeat_layers(
+        CLIPEncoderLayer, c.num_hidden_layers, x, mask, name="layers", scan=self.scan_layers,
+        remat_policy=self.remat_policy, stack_outputs=True, config=c, causal=self.causal,
+        output_hidden=self.output_hidden_states, dtype=self.dtype, param_dtype=self.param_dtype)
+    if not self.output_hidden_states:
+      return out, None
+    return out, (x, *(layers[i] for i in range(c.num_hidden_layers)))
 
 
 def _projection(features: int, dtype, param_dtype, name: str) -> nn.Dense:
@@ -214,12 +229,13 @@ class CLIPTextModel(nn.Module):
   remat_policy: str | None = None  # a `jax.checkpoint_policies` name, e.g. 'nothing_saveable'
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask=None) -> CLIPTowerOutput:
+  def __call__(self, input_ids, attention_mask=None, output_hidden_states: bool = False) -> CLIPTowerOutput:
     c = self.config
     x = _TextEmbeddings(c, self.dtype, self.param_dtype, name="embeddings")(input_ids)
     x = jnn.constrain(x, _HIDDEN)
     mask = None if attention_mask is None else attention_mask.astype(bool)[:, None, None, :]
-    x = _Encoder(c, True, self.dtype, self.param_dtype, self.scan_layers, self.remat_policy, name="encoder")(x, mask)
+    x, hidden_states = _Encoder(c, True, self.dtype, self.param_dtype, self.scan_layers, self.remat_policy,
+                                output_hidden_states, name="encoder")(x, mask)
     x = jnn.layer_norm(epsilon=c.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
                        name="final_layer_norm")(x)
     if c.eos_token_id == _LEGACY_EOS_TOKEN_ID:
@@ -227,7 +243,7 @@ class CLIPTextModel(nn.Module):
     else:
       eot = jnp.argmax(input_ids == c.eos_token_id, axis=-1)  # the first end-of-text token
     pooled = x[jnp.arange(x.shape[0]), eot]
-    return CLIPTowerOutput(last_hidden_state=x, pooler_output=pooled)
+    return CLIPTowerOutput(last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states)
 
 
 class _VisionEmbeddings(nn.Module):
@@ -270,8 +286,8 @@ class CLIPVisionModel(nn.Module):
                              param_dtype=self.param_dtype)
     x = _VisionEmbeddings(c, self.dtype, self.param_dtype, name="embeddings")(pixel_values)
     x = jnn.constrain(norm(name="pre_layrnorm")(x), _HIDDEN)  # sic: transformers' parameter name
-    x = _Encoder(c, False, self.dtype, self.param_dtype, self.scan_layers, self.remat_policy,
-                 name="encoder")(x, None)
+    x, _ = _Encoder(c, False, self.dtype, self.param_dtype, self.scan_layers, self.remat_policy,
+                    name="encoder")(x, None)
     return CLIPTowerOutput(last_hidden_state=x, pooler_output=norm(name="post_layernorm")(x[:, 0]))
 
 
@@ -286,12 +302,13 @@ class CLIPTextModelWithProjection(nn.Module):
   remat_policy: str | None = None
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask=None) -> CLIPTextModelOutput:
+  def __call__(self, input_ids, attention_mask=None, output_hidden_states: bool = False) -> CLIPTextModelOutput:
     out = CLIPTextModel(self.config, self.dtype, self.param_dtype, self.scan_layers, self.remat_policy,
-                        name="text_model")(input_ids, attention_mask)
+                        name="text_model")(input_ids, attention_mask, output_hidden_states)
     embeds = _projection(self.config.projection_dim, self.dtype, self.param_dtype, "text_projection")(
         out.pooler_output)
-    return CLIPTextModelOutput(out.last_hidden_state, out.pooler_output, embeds.astype(jnp.float32))
+    return CLIPTextModelOutput(out.last_hidden_state, out.pooler_output, embeds.astype(jnp.float32),
+                               out.hidden_states)
 
 
 class CLIPVisionModelWithProjection(nn.Module):

@@ -69,9 +69,8 @@ class Attention(nn.Module):
                              param_dtype=self.param_dtype)
     split = lambda t: t.reshape(t.shape[:-1] + (self.heads, self.head_dim))
     q, k, v = split(proj(name="to_q")(x)), split(proj(name="to_k")(context)), split(proj(name="to_v")(context))
-    if self.upcast:
-      q, k = q.astype(jnp.float32), k.astype(jnp.float32)
-      v = v.astype(jnp.float32)
+    # `upcast` (float32 logits and softmax) holds for every implementation of the attention function, so
+    # half-precision inputs go in as they are and the kernels keep the float32 logits internal.
     out = jnn.dot_product_attention(q, k, v).astype(self.dtype)
     out = out.reshape(out.shape[:-2] + (inner,))
     out = jnn.dense(out_features, ("heads", "embed"), dtype=self.dtype, param_dtype=self.param_dtype,

@@ -14,6 +14,7 @@ from jaxlab.models import cnn3d, video_vit, weights
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+VIDEOMAE_CLASSES = ("VideoMAEForVideoClassification", "VideoMAEModel")  # what `config.pretrained` may hold
 
 
 def make(config, num_labels: int) -> nn.Module:
@@ -21,7 +22,7 @@ def make(config, num_labels: int) -> nn.Module:
   m = config.model
   if config.model_name == "video_vit":
     if config.pretrained:
-      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype)
+      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype, expect=VIDEOMAE_CLASSES)
       if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
         raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
                         f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")

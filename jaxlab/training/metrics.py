@@ -2,15 +2,23 @@
 
 import json
 import math
+import os
+import struct
+import sys
 import time
 from pathlib import Path
 
+from etils import epath
 import jax
 import tqdm
 
 
 class MetricWriter:
-  """Writes scalars on process 0 only; every write is flushed, so a crash loses nothing written."""
+  """Writes scalars on process 0 only; every write is flushed, so a crash loses nothing written.
+
+  A run that starts at `start_step` first drops the records of later steps (written after the checkpoint it
+  resumes from, before the previous run died), so that each logged step has exactly one record.
+  """
 
   def __init__(self, workdir: Path, total_steps: int, start_step: int = 0, show_progress: bool = True):
     self.enabled = jax.process_index() == 0
@@ -19,9 +27,10 @@ class MetricWriter:
     self._bar = None
     if not self.enabled:
       return
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(workdir / "metrics.jsonl", "a")
+    _say_dropped(workdir, start_step, drop_records_after(workdir, start_step))
+    self._jsonl = (workdir / "metrics.jsonl").open("a")
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes events
     self._tb = SummaryWriter(str(workdir / "tensorboard"))
     if show_progress:
@@ -61,3 +70,91 @@ class MetricWriter:
       self._bar.close()
     self._jsonl.close()
     self._tb.close()
+
+
+# ----------------------------------------------------------------------------------------- on resume
+
+def _jsonl_after(path: Path, step: int) -> list[int]:
+  """Drops the records of `metrics.jsonl` past `step` (and a line cut short by a kill); their steps."""
+  if not path.is_file():
+    return []
+  lines = path.read_text().splitlines()
+  kept, dropped = [], []
+  for line in lines:
+    try:
+      record_step = int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+      continue
+    if record_step <= step:
+      kept.append(line)
+    else:
+      dropped.append(record_step)
+  if len(kept) != len(lines):
+    _replace(path, "".join(line + "\n" for line in kept).encode())
+  return dropped
+
+
+def _event_records(data: bytes):
+  """`(record bytes, event)` of a TensorBoard event file (TFRecord framing); a record cut short ends it."""
+  from tensorboardX.proto import event_pb2
+  i = 0
+  while i + 12 <= len(data):
+    (length,) = struct.unpack("<Q", data[i:i + 8])
+    end = i + 12 + length + 4
+    if end > len(data):
+      return
+    yield data[i:end], event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+    i = end
+
+
+def read_events(directory: Path) -> list:
+  """Every event in a TensorBoard folder, file by file in name order (what TensorBoard reads)."""
+  files = sorted(Path(directory).glob("events.out.tfevents.*"))
+  return [event for f in files for _, event in _event_records(f.read_bytes())]
+
+
+def _events_after(directory: Path, step: int) -> list[int]:
+  """Drops the summaries past `step` from the event files (merged into the first one); their steps."""
+  files = sorted(Path(directory).glob("events.out.tfevents.*"))
+  kept, dropped = [], []
+  for f in files:
+    for record, event in _event_records(f.read_bytes()):
+      late = event.HasField("summary") and event.step > step
+      (dropped if late else kept).append(event.step if late else record)
+  if dropped:
+    _replace(files[0], b"".join(kept))
+    for f in files[1:]:
+      f.unlink()
+  return dropped
+
+
+def _replace(path: Path, data: bytes) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def drop_records_after(workdir: Path, step: int) -> list[int]:
+  """Drops every metrics record (jsonl and TensorBoard) past `step`; the steps of the jsonl ones dropped."""
+  workdir = Path(workdir)
+  _events_after(workdir / "tensorboard", step)
+  return _jsonl_after(workdir / "metrics.jsonl", step)
+
+
+def _say_dropped(workdir: Path, start_step: int, dropped: list[int]) -> None:
+  if not dropped:
+    return
+  span = f"steps {min(dropped)}-{max(dropped)}" if len(set(dropped)) > 1 else f"step {dropped[0]}"
+  if start_step == 0:
+    text = (f"{workdir} has no checkpoint to resume from but holds metrics ({span}): starting over from step 0, "
+            "the old records are dropped")
+  else:
+    text = (f"resuming from step {start_step}: dropped {len(dropped)} metrics records of {span}, logged after "
+            "that checkpoint by the run that stopped; they are written again")
+  notice(text)
+
+
+def notice(text: str) -> None:
+  """A line for the user from process 0, on stderr beside the progress bar."""
+  if jax.process_index() == 0:
+    print(f"jaxlab: {text}", file=sys.stderr, flush=True)

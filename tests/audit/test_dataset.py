@@ -3,24 +3,14 @@
 import importlib
 import json
 from pathlib import Path
-import sys
-import types
 
 import pytest
 
 from jaxlab.audit import robots, tos
 
-DATASETS = Path(__file__).resolve().parents[2] / "datasets"
-
 
 def _builder_module():
-  # `datasets/` is a folder of builders, not a package; TFDS needs one to locate the builder's files.
-  if "audit_test_datasets" not in sys.modules:
-    package = types.ModuleType("audit_test_datasets")
-    package.__path__ = [str(DATASETS)]
-    package.__file__ = str(DATASETS / "__init__.py")
-    sys.modules["audit_test_datasets"] = package
-  return importlib.import_module("audit_test_datasets.web_consent.web_consent_dataset_builder")
+  return importlib.import_module("jaxlab.datasets.web_consent.web_consent_dataset_builder")
 
 
 @pytest.fixture(scope="module")

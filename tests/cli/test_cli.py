@@ -22,6 +22,11 @@ def test_overrides_keep_the_field_types():
     config_lib.load_config("train/configs/airletters.py:tiny", ["total_steps=abc"])
 
 
+def test_packaged_config_shorthand_is_the_file():
+  assert config_lib.load_config("airletters:tiny_cnn") == config_lib.load_config("train/configs/airletters.py:tiny_cnn")
+  assert {"airletters", "esd", "something_else", "spelling"} <= set(config_lib.config_names())
+
+
 def test_split_overrides_accepts_both_spellings():
   rest, overrides = cli._split_config_overrides(["train", "m", "--config.a=1", "--config.b", "2", "--workdir", "w"])
   assert rest == ["train", "m", "--workdir", "w"] and overrides == ["a=1", "b=2"]
@@ -31,6 +36,8 @@ def test_split_overrides_accepts_both_spellings():
     (["train", "airletters", "--config", "nope.py:tiny", "--workdir", "w"], "config file nope.py not found"),
     (["train", "nomethod", "--config", "x.py", "--workdir", "w"], "unknown method 'nomethod'"),
     (["train", "airletters", "--config", "train/configs/airletters.py:huge", "--workdir", "w"], "unknown variant"),
+    (["train", "airletters", "--config", "airletters:huge", "--workdir", "w"], "unknown variant"),
+    (["train", "airletters", "--config", "airleters:tiny", "--workdir", "w"], "no config named 'airleters'"),
     (["eval", "airletters", "--workdir", "/nonexistent/run"], "holds no config.json"),
     (["bench", "nomodel"], "no benchmark for 'nomodel'"),
     (["demo", "--config.lr=1"], "apply to train and eval"),

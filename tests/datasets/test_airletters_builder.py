@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from jaxlab.data import airletters, airletters_synth
 from jaxlab.data import cli as data_cli
 from jaxlab.data import video
+from jaxlab.errors import UserError
 
 LABELS = ["Drawing the letter A in the air", "Drawing the digit 7 in the air", "Doing nothing"]
 
@@ -22,7 +23,9 @@ def release(tmp_path_factory):
 
 
 def _rows(root, split):
-  return airletters.read_split(root, split)
+  rows, unreadable = airletters.read_split(root, split)
+  assert not unreadable
+  return rows
 
 
 def test_synthetic_release_follows_the_published_layout(release):
@@ -44,27 +47,35 @@ def test_labels_are_the_38_release_strings_in_sorted_order():
 
 
 def _broken_copy(release, tmp_path):
-  """A copy with one undecodable video, one missing video and one malformed row in train."""
+  """A copy whose train split has one undecodable and one missing video, a row with an unknown label, an
+  unterminated quote on line 3 (before most rows), a row repeated, and a row with too few fields."""
   import shutil
   root = tmp_path / "manual"
   shutil.copytree(release, root)
   rows = _rows(root, "train")
   (root / "videos" / rows[0]["filename"]).write_bytes(b"\x00garbage" * 50)
   (root / "videos" / rows[1]["filename"]).unlink()
-  with open(root / "train.csv", "a", newline="") as f:
-    csv.writer(f).writerow(["999", "00000999.mp4", "Drawing the letter Ä in the air", "5", "1000"])
+  lines = (root / "train.csv").read_text().splitlines()
+  lines.insert(2, '77,"00000077.mp4,Doing nothing,5,1000')
+  lines += ["999,00000999.mp4,Drawing the letter Ä in the air,5,1000", lines[4], "1001,00001001.mp4"]
+  (root / "train.csv").write_text("\n".join(lines) + "\n")
   return root, rows
 
 
-def test_build_counts_and_lists_bad_videos_and_rows_then_skips_them(release, tmp_path):
+def test_build_counts_and_lists_bad_videos_and_rows_then_skips_them(release, tmp_path, capsys):
   root, rows = _broken_copy(release, tmp_path)
   path = data_cli.build("airletters", root, tmp_path / "data", "fps15_short48")
   report = json.loads((path / "bad_examples.json").read_text())
-  assert report["train"]["rows"] == 10 and report["train"]["bad"] == 3
-  reasons = {str(b["id"]): b["reason"] for b in report["train"]["examples"]}
-  assert set(reasons) == {rows[0]["id"], rows[1]["id"], "999"}
-  assert "no such file" in reasons[rows[1]["id"]] and "unknown label" in reasons["999"]
+  assert report["train"]["rows"] == 13 and report["train"]["bad"] == 6
+  reasons = {b["line"]: b["reason"] for b in report["train"]["examples"]}
+  assert set(reasons) == {2, 4, 3, 12, 13, 14}  # line 1 is the header; rows[0] on 2, rows[1] after the quote
+  assert "Invalid data" in reasons[2]
+  assert "no such file" in reasons[4] and "unknown label" in reasons[12]
+  assert reasons[3].startswith("unreadable CSV line (unexpected end of data")
+  assert reasons[13] == f"id {rows[2]['id']} repeats line 5 of train.csv"
+  assert reasons[14] == "2 fields where the header has 5"
   assert report["validation"]["bad"] == 0
+  assert "AirLetters train: 7 of 13 rows written, 6 left out" in capsys.readouterr().out
 
   source = tfds.data_source("airletters/fps15_short48", data_dir=str(tmp_path / "data"))
   assert len(source["train"]) == 7 and len(source["validation"]) == 3 and len(source["test"]) == 3
@@ -86,5 +97,5 @@ def test_build_with_on_bad_video_fail_stops_with_the_offending_id(release, tmp_p
   config_cls = type(builder_cls.BUILDER_CONFIGS[0])
   config = config_cls(name="strict", fps=15, short_side=48, on_bad_video="fail", num_workers=1)
   builder = builder_cls(config=config, data_dir=str(tmp_path / "data"), file_format="array_record")
-  with pytest.raises(ValueError, match=r"train: video 999 .*unknown label.*on_bad_video='skip'"):
+  with pytest.raises(UserError, match=r"train: train.csv line 3: unreadable CSV line .*on_bad_video='skip'"):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))

@@ -15,6 +15,7 @@ from jaxlab.data import cli as data_cli  # noqa: E402
 from jaxlab.data import something_else as se  # noqa: E402
 from jaxlab.data import something_else_synth as synth  # noqa: E402
 from jaxlab.data import video as video_lib  # noqa: E402
+from jaxlab.errors import UserError  # noqa: E402
 
 REAL_IDS = ["13201", "151201", "2", "2003", "22983", "3201", "4", "44862", "57082", "6981", "77005", "80962", "862"]
 
@@ -68,6 +69,8 @@ def test_real_fewshot_boxes(shared_data, tmp_path):
   assert set(builder.info.splits) == {"base_train", "base_validation", "novel_10shot_train"}
   assert builder.info.metadata["classes"]["base_validation"] == base and len(base) == 88
   assert builder.info.metadata["classes"]["novel_10shot_train"] == novel and len(novel) == 86
+  # Two label sets (base and novel): the label stays an index into each split's classes, not one ClassLabel.
+  assert not isinstance(builder.info.features["label"], tfds.features.ClassLabel)
   by_value = json.loads((fewshot / "base_labels.json").read_text())
   assert sorted(by_value, key=by_value.get) != base  # the file's own ids are not the sorted order
   found = report(builder)
@@ -172,6 +175,7 @@ def test_webm_videos_and_broken_rows(webm_release, tmp_path):
   assert reasons[ids["missing"]].startswith("no video")
   assert reasons[ids["corrupt"]].startswith("unreadable video")
   assert "not in the split's label file" in reasons["999999"]
+  assert {b["id"]: b.get("entry") for b in train_report["examples"]}["999999"] == "train.json entry 13"
   assert train_report["adjusted_examples"] == [
       {"id": ids["longer"], "notes": [f"boxes for 3 frames beyond the video's {ids['frames']} dropped"]}]
 
@@ -186,8 +190,22 @@ def test_webm_videos_and_broken_rows(webm_release, tmp_path):
   assert all(classes[e["label"]] == e["template"].decode() for e in train.values())
   assert all(e["ssv2_split"] == b"train" and e["ssv2_label"] >= 100 for e in train.values())
 
-  with pytest.raises(ValueError, match="no box annotation"):
+  assert builder.info.features["label"].names == classes  # one label set: a ClassLabel, today's indices
+  assert all(builder.info.features["label"].int2str(e["label"]) == e["template"].decode() for e in train.values())
+
+  with pytest.raises(UserError, match="no box annotation"):
     build(root, tmp_path / "tfds_fail", "compositional_boxes", on_bad_example="fail")
+
+
+@pytest.mark.parametrize("source, present, missing", [
+    ("ground_truth", (1, 2, 4), "bounding_box_smthsmth_part3.json"),
+    ("detected", (1, 3), "detected_compositional_part2.json"),
+])
+def test_a_missing_box_part_is_named(tmp_path, source, present, missing):
+  for i in present:
+    (tmp_path / se.BOX_FILES[source][0][i - 1]).write_text("{}")
+  with pytest.raises(UserError, match=rf"lacks {missing} of the {len(se.BOX_FILES[source][0])} box annotation"):
+    se.read_boxes(tmp_path, source)
 
 
 def test_crop_and_slots_by_hand():

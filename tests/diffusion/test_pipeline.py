@@ -52,3 +52,43 @@ def test_generate_cli(tiny, tmp_path):
   assert (out / "4_1.png").is_file()
   (tmp_path / "bad.csv").write_text("text,seed\nx,1\n")
   assert cli.main(args + ["--prompts", str(tmp_path / "bad.csv")]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_xl(tmp_path_factory):
+  return pipeline.write_tiny_random_xl(tmp_path_factory.mktemp("sdxl") / "pipe", sample_size=8)
+
+
+def test_sdxl_prompt_encoding_matches_diffusers(tiny_xl):
+  torch = pytest.importorskip("torch")
+  diffusers = pytest.importorskip("diffusers")
+  ours = pipeline.load_pipeline(tiny_xl)
+  assert isinstance(ours, pipeline.StableDiffusionXL)
+  prompts = ["a painting of the sea!", "van gogh"]
+  embeds, pooled = ours.encode_text(prompts)
+  reference = diffusers.StableDiffusionXLPipeline.from_pretrained(tiny_xl)
+  with torch.no_grad():
+    expected, _, expected_pooled, _ = reference.encode_prompt(prompts, do_classifier_free_guidance=False)
+  for got, want in ((embeds, expected), (pooled, expected_pooled)):
+    assert np.abs(np.asarray(got) - want.numpy()).max() <= 1e-4 * np.abs(want.numpy()).max()
+
+
+def test_sdxl_generate_cli_gives_diffusers_images(tiny_xl, tmp_path):
+  torch = pytest.importorskip("torch")
+  diffusers = pytest.importorskip("diffusers")
+  from PIL import Image
+
+  from jaxlab import cli
+  args = ["generate", "--pipeline", str(tiny_xl), "--prompt", "a cat on the sea", "--seed", "7", "--noise", "torch",
+          "--steps", "3", "--guidance", "5", "--out", str(tmp_path)]
+  assert cli.main(args) == 0
+  image = np.asarray(Image.open(tmp_path / "7_0.png"), np.float32)
+  assert image.shape == (16, 16, 3)
+
+  reference = diffusers.StableDiffusionXLPipeline.from_pretrained(tiny_xl)
+  reference.scheduler = diffusers.DDIMScheduler.from_config(reference.scheduler.config)
+  reference.set_progress_bar_config(disable=True)
+  noise = pipeline.latent_noise(7, (1, 8, 8, 4), source="torch")
+  expected = reference("a cat on the sea", num_inference_steps=3, guidance_scale=5.0, output_type="np",
+                       latents=torch.from_numpy(noise.transpose(0, 3, 1, 2).copy())).images[0]
+  assert np.abs(image - np.round(expected * 255)).max() <= 1

@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory):
 
 
 def tiny(data_dir, variant="tiny", **overrides):
-  config = training.load_config(f"{method._config_file()}:{variant}")
+  config = training.load_config(f"something_else:{variant}")
   config.data_dir = data_dir
   config.compilation_cache_dir = ""
   config.async_checkpointing = False

@@ -1,0 +1,74 @@
+"""Pieces every method that tunes a diffusion model shares (ESD, sliders, motion): the pipeline folder (or a
+tiny random one), training-time x_t by partial guided DDIM, image grids and loss curves.
+
+Latents may be images `[B, H, W, C]` or videos `[B, F, H, W, C]`: nothing here assumes which.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jaxlab import parallel
+from jaxlab.diffusion import sampler
+from jaxlab.diffusion.pipeline import write_tiny_random
+from jaxlab.diffusion.schedules import NoiseSchedule
+from jaxlab.errors import UserError
+
+TINY_RANDOM = "tiny-random"
+
+
+def pipeline_folder(pretrained: str, workdir, sample_size: int) -> Path:
+  """`pretrained`, or for `tiny-random` a small random SD pipeline (latents `sample_size`²) written once under
+  the workdir."""
+  if pretrained == TINY_RANDOM:
+    folder = Path(workdir) / TINY_RANDOM
+    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or write_tiny_random(
+        folder, seed=0, sample_size=sample_size))
+    return folder
+  if not pretrained:
+    raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or tiny-random")
+  return Path(pretrained)
+
+
+def ddim_chain(schedule: NoiseSchedule, steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """(timesteps, the timesteps they step to) of the `steps`-step DDIM chain on the pipeline's spacing, noisiest
+  first, as diffusers' `DDIMScheduler.set_timesteps(steps)`."""
+  timesteps = schedule.timesteps(steps)
+  return timesteps, schedule.previous_timesteps(timesteps)
+
+
+def partial_sample(unet, params, cond, uncond, guidance_scale, schedule: NoiseSchedule, chain, num_steps,
+                   latent_shape: Sequence[int], rng) -> jax.Array:
+  """x_t for training: pure noise of `latent_shape` after the first `num_steps` steps (traced, one per example)
+  of the DDIM `chain` with classifier-free guidance between `cond` and `uncond`."""
+  x_T = jax.random.normal(rng, tuple(latent_shape), jnp.float32)
+  denoise = sampler.guided(unet, params, cond, uncond, guidance_scale)
+  timesteps, previous = chain
+  return sampler.ddim_partial(denoise, schedule, x_T, timesteps, previous, num_steps)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], scale: int = 1) -> Image.Image:
+  """Rows of uint8 images `[H, W, 3]` side by side, enlarged `scale` times (nearest) so tiny images stay
+  visible."""
+  grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+  image = Image.fromarray(grid)
+  return image if scale == 1 else image.resize((grid.shape[1] * scale, grid.shape[0] * scale),
+                                               Image.Resampling.NEAREST)
+
+
+def loss_curve(losses: Sequence[tuple[int, float]], path, title: str, ylabel: str = "loss") -> Path:
+  """A PNG of (step, loss) pairs."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3))
+  ax.plot(*zip(*losses), marker="o")
+  ax.set(xlabel="step", ylabel=ylabel, title=title)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return Path(path)
