@@ -107,6 +107,8 @@ def _export(args) -> int:
 def _label(args) -> int:
   from jaxlab.audit import tos
   crawl_dir = Path(args.crawl)
+  if not crawl_dir.is_dir():
+    raise UserError(f"--crawl {crawl_dir} is not a folder; give the --out folder of `jaxlab audit crawl`")
   tos_path = crawl_dir / "tos.json"
   if not tos_path.is_file():
     from jaxlab.audit.crawl import export
@@ -193,6 +195,7 @@ def _robots(args) -> int:
 
 
 def register(subparsers) -> None:
+  from jaxlab.cli import at_least
   audit = subparsers.add_parser("audit", help="Consent in Crisis: token counts, Wayback crawl, robots.txt and "
                                 "ToS labels, restriction estimates, forecasts and figures",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,8 +213,8 @@ def register(subparsers) -> None:
 
   p = steps.add_parser("sample", help="HEAD (top k per corpus) and RANDOM domains, reproducible by seed")
   p.add_argument("--tokens", required=True)
-  p.add_argument("--head-k", type=int, default=2000)
-  p.add_argument("--random-n", type=int, default=10000)
+  p.add_argument("--head-k", type=at_least(1), default=2000)
+  p.add_argument("--random-n", type=at_least(0), default=10000)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--any-corpus", action="store_true",
                  help="draw RANDOM from all domains, not only those in all three corpora")
@@ -226,9 +229,9 @@ def register(subparsers) -> None:
   p.add_argument("--from", default="20160101")
   p.add_argument("--to", default="20240419")
   p.add_argument("--rate", type=float, default=2.0, help="requests per second, all threads together")
-  p.add_argument("--workers", type=int, default=4)
+  p.add_argument("--workers", type=at_least(1), default=4)
   p.add_argument("--timeout", type=float, default=30.0)
-  p.add_argument("--retries", type=int, default=6)
+  p.add_argument("--retries", type=at_least(0), default=6)
   p.add_argument("--backoff", type=float, default=1.0, help="base of the exponential backoff, seconds")
   p.add_argument("--cdx-url", default="https://web.archive.org/cdx/search/cdx")
   p.add_argument("--replay-url", default="https://web.archive.org/web")
@@ -245,8 +248,8 @@ def register(subparsers) -> None:
   p.add_argument("--crawl", required=True)
   p.add_argument("--labeller", default="keyword",
                  help="keyword | openai:MODEL[@BASE_URL] | local:PATH | scripted:FILE.json")
-  p.add_argument("--per-year", type=int, default=2, help="snapshots per page and year to label (0: all)")
-  p.add_argument("--workers", type=int, default=4)
+  p.add_argument("--per-year", type=at_least(0), default=2, help="snapshots per page and year to label (0: all)")
+  p.add_argument("--workers", type=at_least(1), default=4)
   p.add_argument("--cache", help="verdict cache (default: CRAWL/tos_label_cache.jsonl)")
   p.add_argument("--out", help="default: CRAWL/tos_labels.json")
   p.set_defaults(handler=lambda args, overrides: _label(args))
@@ -257,13 +260,13 @@ def register(subparsers) -> None:
   p.add_argument("--labels", help="ToS labels (default: CRAWL/tos_labels.json)")
   p.add_argument("--random", help="the RANDOM domains (default: every crawled domain outside the heads)")
   p.add_argument("--out", required=True)
-  p.add_argument("--head-k", type=int, default=2000)
+  p.add_argument("--head-k", type=at_least(1), default=2000)
   p.add_argument("--corpus", default="c4", help="corpus of the status/organisation/matrix figures")
   p.add_argument("--start", default="2016-01")
   p.add_argument("--end", default="2024-04")
   p.add_argument("--paper-compat", action="store_true", help="the paper-time robots.txt parser")
   p.add_argument("--newer-agents", action="store_true", help="track the agents added since the paper too")
-  p.add_argument("--resamples", type=int, default=200)
+  p.add_argument("--resamples", type=at_least(1), default=200)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--no-forecast", action="store_true")
   p.add_argument("--paper-totals", action="store_true",
@@ -273,10 +276,10 @@ def register(subparsers) -> None:
   p = steps.add_parser("robots", help="classify robots.txt files per agent (and time the parser)")
   p.add_argument("files", nargs="*")
   p.add_argument("--json", help="a crawl's robots.json: every snapshot in it")
-  p.add_argument("--synthetic", type=int, default=0, help="also N generated files the size of a large site's")
+  p.add_argument("--synthetic", type=at_least(0), default=0, help="also N generated files the size of a large site's")
   p.add_argument("--agent", action="append", help="agent to classify (repeatable; default: the tracked ones)")
   p.add_argument("--path", help="also say whether the first agent may fetch this path (RFC 9309)")
   p.add_argument("--paper-compat", action="store_true")
   p.add_argument("--newer-agents", action="store_true")
-  p.add_argument("--show", type=int, default=50, help="print per-file results up to this many files")
+  p.add_argument("--show", type=at_least(0), default=50, help="print per-file results up to this many files")
   p.set_defaults(handler=lambda args, overrides: _robots(args))

@@ -87,12 +87,15 @@ def _outside_ipython():
 def count_tokens(shards: dict[str, str], out_csv: str | Path, pipeline_args: Sequence[str] = (),
                  normalise_www: bool = True) -> None:
   """Runs the Beam pipeline: `{corpus: file pattern}` -> CSV `url,c4_tokens,rf_tokens,dolma_tokens`."""
-  import apache_beam as beam
-  from apache_beam.options.pipeline_options import PipelineOptions
-
+  import glob
   unknown = set(shards) - set(CORPORA)
   if unknown:
     raise UserError(f"unknown corpus {sorted(unknown)}; use {', '.join(CORPORA)}")
+  for corpus, pattern in shards.items():
+    if "://" not in pattern and not glob.glob(pattern):  # remote patterns (gs://) are Beam's to resolve
+      raise UserError(f"--{corpus} {pattern!r} matches no file; give a file pattern of the corpus's shards")
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
   key = normalise_domain if normalise_www else str.lower
   out_csv = str(out_csv)
   with _outside_ipython(), beam.Pipeline(options=PipelineOptions(list(pipeline_args) or ["--runner=DirectRunner"])) \

@@ -42,11 +42,9 @@ class FrozenCLIP:
   """
 
   def __init__(self, folder, dtype=jnp.float32):
-    from jaxlab.models import clip, load_pretrained
+    from jaxlab.models import load_pretrained
     self.folder = Path(folder)
-    self.module, params = load_pretrained(self.folder, dtype=dtype)
-    if not isinstance(self.module, clip.CLIPModel):
-      raise UserError(f"{folder} holds a {type(self.module).__name__}; the spelling method needs a CLIPModel")
+    self.module, params = load_pretrained(self.folder, dtype=dtype, expect=("CLIPModel",))
     tokenizer_dir = next((d for d in (self.folder / "tokenizer", self.folder) if (d / "vocab.json").is_file()), None)
     context = self.module.text_config.max_position_embeddings
     self.tokenizer = CLIPTokenizer.load(tokenizer_dir, context_length=context) if tokenizer_dir else \

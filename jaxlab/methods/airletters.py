@@ -25,6 +25,7 @@ from jaxlab.models import cnn3d, video_vit, weights
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+VIDEOMAE_CLASSES = ("VideoMAEForVideoClassification", "VideoMAEModel")  # what --config.pretrained may hold
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -34,7 +35,7 @@ def make_model(config) -> nn.Module:
   m = config.model
   if config.model_name == "video_vit":
     if config.pretrained:
-      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype)
+      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype, expect=VIDEOMAE_CLASSES)
       if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
         raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
                         f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")
@@ -127,7 +128,7 @@ def make_task(config, workdir=None) -> training.Task:
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def pretrained():
-    _, params = weights.load_pretrained(config.pretrained)
+    _, params = weights.load_pretrained(config.pretrained, expect=VIDEOMAE_CLASSES)
     init = nn.meta.unbox(jax.eval_shape(init_variables, jax.random.key(0)))["params"]
     # The classifier is new (38 AirLetters classes): keep its fresh initialisation's shape, zero weights.
     params["classifier"] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init["classifier"])

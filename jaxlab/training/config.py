@@ -41,6 +41,11 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
       raise UserError(f"--config.{key}={value!r}: must be an integer >= {least}")
+  if "dtype" in config:
+    try:
+      jax.numpy.dtype(config.dtype)
+    except TypeError:
+      raise UserError(f"--config.dtype={config.dtype!r} is no dtype; use float32 or bfloat16") from None
   mesh = parallel.make_mesh(dict(config.mesh))
   replicas = mesh.shape["data"] * mesh.shape["fsdp"]
   for count, what in ((jax.process_count(), "processes"), (replicas, "data-parallel devices (mesh data x fsdp)")):
@@ -81,9 +86,15 @@ def _packaged_config(name: str):
 def _config_file(path: str):
   if not Path(path).is_file():
     raise UserError(f"config file {path} not found; pass --config METHOD:VARIANT or path/to/config.py:VARIANT")
+  if Path(path).suffix != ".py":
+    raise UserError(f"config file {path} is not a Python file; pass --config METHOD:VARIANT or "
+                    "path/to/config.py:VARIANT")
   module_spec = importlib.util.spec_from_file_location(f"jaxlab_config_{Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UserError(f"config file {path} does not parse: {e.msg} on line {e.lineno}") from None
   return module
 
 

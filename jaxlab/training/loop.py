@@ -129,6 +129,7 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
   """
   rules = parallel.axis_rules(config.get("sharding_rules"))
   init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed, rules)
+  workdir_lib.refuse_empty_state(abstract)
   changes = workdir_lib.config_changes(read_saved_config(workdir), config) if workdir else {}
   state, restored = checkpointer.restore_newest(abstract, data_iter, check=_fits(abstract, checkpointer, changes),
                                                 log=notice)
