@@ -1,5 +1,5 @@
 """Pieces every method that tunes a diffusion model shares (ESD, sliders, motion): the pipeline folder (or a
-tiny random one), training-time x_t by partial guided DDIM, image grids and loss curves.
+tiny random one, image or video), training-time x_t by partial guided DDIM, image grids and loss curves.
 
 Latents may be images `[B, H, W, C]` or videos `[B, F, H, W, C]`: nothing here assumes which.
 """
@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from jaxlab import parallel
-from jaxlab.diffusion import sampler
+from jaxlab.diffusion import sampler, tiny_video
 from jaxlab.diffusion.pipeline import write_tiny_random
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
@@ -21,17 +21,23 @@ from jaxlab.errors import UserError
 TINY_RANDOM = "tiny-random"
 
 
-def pipeline_folder(pretrained: str, workdir, sample_size: int) -> Path:
-  """`pretrained`, or for `tiny-random` a small random SD pipeline (latents `sample_size`²) written once under
-  the workdir."""
+def pipeline_folder(pretrained: str, workdir, sample_size: int, video: bool = False) -> Path:
+  """`pretrained`, or for `tiny-random` a small random pipeline (latents `sample_size`²) written once under the
+  workdir: SD, or with `video` `tiny_video`'s text-to-video one (its VAE untrained)."""
   if pretrained == TINY_RANDOM:
     folder = Path(workdir) / TINY_RANDOM
-    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or write_tiny_random(
-        folder, seed=0, sample_size=sample_size))
+    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or _write_tiny_random(
+        folder, sample_size, video))
     return folder
   if not pretrained:
     raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or tiny-random")
   return Path(pretrained)
+
+
+def _write_tiny_random(folder: Path, sample_size: int, video: bool) -> Path:
+  if not video:
+    return write_tiny_random(folder, seed=0, sample_size=sample_size)
+  return tiny_video.write(folder, 2 * sample_size)
 
 
 def ddim_chain(schedule: NoiseSchedule, steps: int) -> tuple[np.ndarray, np.ndarray]:

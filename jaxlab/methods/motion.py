@@ -40,10 +40,10 @@ from flax import traverse_util
 from jax.sharding import PartitionSpec
 from safetensors.numpy import save_file
 
-from jaxlab import training
+from jaxlab import parallel, training
 from jaxlab.data import captioned_clips
 from jaxlab.data import video as video_lib
-from jaxlab.diffusion import finetune, generate, schedules, scoring
+from jaxlab.diffusion import adapters, finetune, generate, schedules, scoring, tuning
 from jaxlab.diffusion.pipeline import StableDiffusion
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
@@ -154,12 +154,15 @@ def encode_folder(config, pipe: StableDiffusion, folder: captioned_clips.ClipFol
       names.append(clip.path.name)
       moments.append(vae_moments(pipe, frames, config.vae_batch))
     folder.problems.update(decode_problems)
-    if jax.process_index() == 0:
+
+    def write():
       cache_dir.mkdir(parents=True, exist_ok=True)
       tmp = cache.with_suffix(".tmp.npz")
       np.savez(tmp, names=np.array(names), problems=np.array(json.dumps(decode_problems)),
                **{f"moments_{i}": m for i, m in enumerate(moments)})
       tmp.replace(cache)
+
+    parallel.write_once(f"latent cache {cache.name}", write)
   folder.report(config.on_bad_clip)
   if not names:
     raise UserError(f"{folder.folder}: no usable clips (see the list above)")
@@ -199,6 +202,43 @@ class Setup:
   def original(self):
     return self.pipe.params["unet"]
 
+  @functools.cached_property
+  def boxed(self) -> dict:
+    """The UNet's abstract params with logical names."""
+    return adapters.abstract_params(self.unet, *weights.family_of(self.unet).dummy_inputs(self.unet))
+
+  @functools.cached_property
+  def adapter(self) -> "Tuned":
+    return Tuned(finetune.Subset(self.selected.__contains__, self.boxed), self.token_id, self.text.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Tuned:
+  """What a run trains, as an adapter over the pipeline's params (`{'unet', 'text_encoder', ...}`): the UNet
+  subset (`params['unet']`) and, for the learned-token ablation, the token's input embedding (`params['token']`,
+  row `token_id` of the text encoder's table)."""
+  unet: finetune.Subset
+  token_id: int | None
+  width: int
+
+  def init(self, rng=None) -> dict:
+    """Zeros in the trained shapes (logical names on the UNet's); `initial_params` puts the start values in."""
+    params = {"unet": self.unet.init(rng)}
+    if self.token_id is not None:
+      params["token"] = jnp.zeros((self.width,), jnp.float32)
+    return params
+
+  @property
+  def specs(self) -> dict:
+    return {"unet": self.unet.specs, **({"token": PartitionSpec()} if self.token_id is not None else {})}
+
+  def apply(self, params, base, scale=1.0, fold: bool = True) -> dict:
+    """The pipeline's params with the trained ones in place."""
+    applied = {**base, "unet": self.unet.apply(params["unet"], base["unet"], scale)}
+    if self.token_id is not None:
+      applied["text_encoder"] = with_token(base["text_encoder"], self.token_id, jnp.asarray(params["token"]))
+    return applied
+
 
 def clip_folders(config, workdir) -> tuple[Path, Path | None]:
   """(instance folder, regularisation folder or None); `synthetic` writes the tiny config's clips under the
@@ -221,16 +261,14 @@ def clip_folders(config, workdir) -> tuple[Path, Path | None]:
 
 
 def pipeline_folder(config, workdir) -> Path:
-  """`config.pretrained`, or for `tiny-synthetic` a small pipeline made once under the workdir
-  (`write_tiny_pipeline`)."""
+  """`config.pretrained`; for `tiny-synthetic` a small pipeline made once under the workdir
+  (`write_tiny_pipeline`, single-host: it trains), for `tiny-random` a random one (`tuning.pipeline_folder`)."""
   if config.pretrained == TINY:
     folder = Path(workdir) / TINY
     if not (folder / "model_index.json").is_file():
       write_tiny_pipeline(config, workdir, folder)
     return folder
-  if not config.pretrained:
-    raise UserError("set --config.pretrained to a local text-to-video diffusers folder (e.g. zeroscope_v2_576w)")
-  return Path(config.pretrained)
+  return tuning.pipeline_folder(config.pretrained, workdir, sample_size=config.resolution // 2, video=True)
 
 
 def write_tiny_pipeline(config, workdir, folder: Path) -> Path:
@@ -320,22 +358,6 @@ def initial_token_embedding(config, setup: Setup) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- the step
 
-def dummy_inputs(setup: Setup):
-  c = setup.unet.config
-  return (jnp.zeros((1, 2, 8, 8, c.in_channels)), jnp.zeros((1,), jnp.int32),
-          jnp.zeros((1,) + setup.text.shape[1:], setup.text.dtype))
-
-
-def param_layout(setup: Setup):
-  """(logical specs of the whole UNet, zeros of the trainable subset with their logical names)."""
-  boxed = jax.eval_shape(setup.unet.init, jax.random.key(0), *dummy_inputs(setup))["params"]
-  boxed_trainable, _ = finetune.split(boxed, setup.selected)
-  boxed_zero = lambda b: b.replace_boxed(jnp.zeros(b.value.shape, b.value.dtype)) if isinstance(
-      b, nn.Partitioned) else jnp.zeros(b.shape, b.dtype)
-  zeros = lambda: jax.tree.map(boxed_zero, boxed_trainable, is_leaf=lambda x: isinstance(x, nn.Partitioned))
-  return nn.get_partition_spec(boxed), zeros
-
-
 def optimizer(config):
   return optax.chain(optax.clip_by_global_norm(config.grad_clip) if config.grad_clip else optax.identity(),
                      optax.adamw(config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps,
@@ -360,7 +382,7 @@ def diffusion_loss(config, setup: Setup, params, frozen, latents, caption_ids, n
   p = timestep_probabilities(config.timestep_sampling, schedule.num_train_timesteps)
   t = jax.random.choice(t_rng, schedule.num_train_timesteps, (latents.shape[0],), p=jnp.asarray(p))
   target = schedule.velocity(latents, noise, t) if schedule.prediction_type == "v_prediction" else noise
-  unet_params = finetune.merge(params["unet"], frozen["unet"])
+  unet_params = setup.adapter.unet.apply(params["unet"], frozen["unet"])
   context = text_states(setup, params, frozen, caption_ids)
   prediction = setup.unet.apply({"params": unet_params}, schedule.add_noise(latents, noise, t), t, context)
   return prior_preservation_loss(prediction, target, num_instance, config.prior_lambda)
@@ -368,8 +390,7 @@ def diffusion_loss(config, setup: Setup, params, frozen, latents, caption_ids, n
 
 def frozen_tree(setup: Setup):
   """(the frozen inputs of every step, their logical specs)."""
-  specs, _ = param_layout(setup)
-  frozen, frozen_specs = {"unet": setup.original}, {"unet": specs}
+  frozen, frozen_specs = {"unet": setup.original}, {"unet": nn.get_partition_spec(setup.boxed)}
   if setup.token_id is None:
     frozen["text"] = setup.text
   else:
@@ -379,21 +400,8 @@ def frozen_tree(setup: Setup):
   return frozen, frozen_specs
 
 
-def init_fn(config, setup: Setup):
-  _, zeros = param_layout(setup)
-
-  def init_variables(rng):
-    # Zeros in the right shapes and shardings; `Task.pretrained` then puts the base values in.
-    params = {"unet": zeros()}
-    if setup.token_id is not None:
-      params["token"] = jnp.zeros((setup.text.shape[-1],), jnp.float32)
-    return {"params": params}
-
-  return init_variables
-
-
 def initial_params(config, setup: Setup) -> dict:
-  params = {"unet": finetune.split(setup.original, setup.selected)[0]}
+  params = {"unet": setup.adapter.unet.initial(setup.original)}
   if setup.token_id is not None:
     params["token"] = initial_token_embedding(config, setup)
   return params
@@ -437,7 +445,7 @@ def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
   video_axes = ("activation_batch", None, None, None, None)
   metrics = denoising_metrics_fn(config, setup)
   return training.Task(
-      init_variables=init_fn(config, setup), loss_fn=loss_fn, optimizer=optimizer(config), train_data=train_data,
+      init_variables=lambda rng: {"params": setup.adapter.init(rng)}, loss_fn=loss_fn, optimizer=optimizer(config), train_data=train_data,
       batch_axes={"instance": video_axes, "reg": video_axes}, frozen=frozen, frozen_specs=frozen_specs,
       pretrained=lambda: initial_params(config, setup), learning_rate=lambda step: config.lr,
       evaluate=lambda params, model_state, step: metrics(params))
@@ -461,7 +469,7 @@ def denoising_metrics_fn(config, setup: Setup, size: int = 8):
 
   @jax.jit
   def errors(params, frozen):
-    unet_params = finetune.merge(params["unet"], frozen["unet"])
+    unet_params = setup.adapter.unet.apply(params["unet"], frozen["unet"])
     out = setup.unet.apply({"params": unet_params}, x_t, t, text_states(setup, params, frozen, captions))
     target = setup.pipe.schedule.velocity(latents, noise, t) if setup.pipe.schedule.prediction_type == \
         "v_prediction" else noise
@@ -478,22 +486,9 @@ def denoising_metrics_fn(config, setup: Setup, size: int = 8):
   return metrics
 
 
-def restore(config, workdir, setup: Setup, step=None):
-  """(trained params, their step) from the latest (or `step`'s) checkpoint in `workdir`."""
-  abstract = jax.eval_shape(init_fn(config, setup), jax.random.key(0))
-  restored = training.restore_for_eval(workdir, {"params": nn.meta.unbox(abstract)["params"]}, step)
-  if restored is None:
-    raise UserError(f"{workdir} holds no checkpoint; train first (jaxlab train motion ...)")
-  state, step = restored
-  return jax.device_get(state["params"]), step
-
-
 def tuned_pipeline(setup: Setup, params) -> StableDiffusion:
   """The pipeline with the tuned UNet tensors (and the learned token) in place."""
-  p = {**setup.pipe.params, "unet": finetune.merge(params["unet"], setup.original)}
-  if setup.token_id is not None:
-    p["text_encoder"] = with_token(p["text_encoder"], setup.token_id, jnp.asarray(params["token"]))
-  return dataclasses.replace(setup.pipe, params=p)
+  return dataclasses.replace(setup.pipe, params=setup.adapter.apply(params, setup.pipe.params))
 
 
 def clip_alignment(scorer: scoring.CLIPScorer, videos: list[np.ndarray], prompts: list[str]) -> np.ndarray:
@@ -537,14 +532,18 @@ def evaluate(config, workdir, step=None) -> dict:
   """The denoising metrics of a checkpoint and, with `eval_prompts`, the generation metrics; also written to
   `WORKDIR/eval/step_<N>.json`."""
   setup = make_setup(config, workdir)
-  params, step = restore(config, workdir, setup, step)
+  params, step = adapters.restore(workdir, setup.adapter, step)
   results = denoising_metrics_fn(config, setup)(params)
-  if config.eval_prompts:
-    results.update(generation_eval(config, setup, params, workdir, step))
+  if config.eval_prompts:  # videos are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generated videos", lambda: generation_eval(
+        config, setup, params, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
-  if jax.process_index() == 0:
+
+  def write():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
   return results
 
 
@@ -553,17 +552,19 @@ def export(config, workdir) -> list[Path]:
   trained tensors alone, keyed by diffusers names) and, with the learned token, `learned_token.safetensors`
   (`{token: [1, D]}`, as diffusers' `load_textual_inversion` reads)."""
   setup = make_setup(config, workdir, with_data=False)
-  params, _ = restore(config, workdir, setup)
+  params, _ = adapters.restore(workdir, setup.adapter)
   out = Path(workdir) / "export"
-  if jax.process_index() != 0:
-    return []
-  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
-                         finetune.merge(params["unet"], setup.original))
-  files = [unet, finetune.save_subset(out / "motion.safetensors", params["unet"], setup.naming)]
-  if setup.token_id is not None:
-    save_file({config.token: np.asarray(params["token"])[None]}, str(out / "learned_token.safetensors"))
-    files.append(out / "learned_token.safetensors")
-  return files
+
+  def write():
+    unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                           setup.adapter.unet.apply(params["unet"], setup.original))
+    files = [unet, finetune.save_subset(out / "motion.safetensors", params["unet"], setup.naming)]
+    if setup.token_id is not None:
+      save_file({config.token: np.asarray(params["token"])[None]}, str(out / "learned_token.safetensors"))
+      files.append(out / "learned_token.safetensors")
+    return files
+
+  return parallel.write_once("export", write) or []
 
 
 # ----------------------------------------------------------------------------------------------- demo
