@@ -1,10 +1,12 @@
 """Pieces every method that tunes a diffusion model shares (ESD, sliders, motion): the pipeline folder (or a
-tiny random one, image or video), training-time x_t by partial guided DDIM, image grids and loss curves.
+tiny random one, image or video), a run's eval, training-time x_t by partial guided DDIM, image grids and loss
+curves.
 
 Latents may be images `[B, H, W, C]` or videos `[B, F, H, W, C]`: nothing here assumes which.
 """
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -13,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from jaxlab import parallel
-from jaxlab.diffusion import sampler, tiny_video
+from jaxlab.diffusion import adapters, sampler, tiny_video
 from jaxlab.diffusion.pipeline import write_tiny_random
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
@@ -38,6 +40,25 @@ def _write_tiny_random(folder: Path, sample_size: int, video: bool) -> Path:
   if not video:
     return write_tiny_random(folder, seed=0, sample_size=sample_size)
   return tiny_video.write(folder, 2 * sample_size)
+
+
+def evaluate(workdir, adapter: adapters.Adapter, step: int | None, metrics: Callable[[dict], dict],
+             generation: Callable[[dict, int], dict] | None = None) -> dict:
+  """A tuning run's eval: the adapter's params restored from `workdir` (the latest checkpoint, or `step`'s),
+  `metrics(params)` and, with `generation(params, step)`, its figures (samples made and scored on process 0, on
+  its own devices); also written to `WORKDIR/eval/step_<N>.json`."""
+  params, step = adapters.restore(workdir, adapter, step)
+  results = metrics(params)
+  if generation is not None:
+    results.update(parallel.write_once("generated samples", lambda: generation(params, step)) or {})
+  out = Path(workdir) / "eval" / f"step_{step}.json"
+
+  def write():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
+  return results
 
 
 def ddim_chain(schedule: NoiseSchedule, steps: int) -> tuple[np.ndarray, np.ndarray]:

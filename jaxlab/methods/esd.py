@@ -299,19 +299,9 @@ def evaluate(config, workdir, step=None) -> dict:
   """The erasure metrics of a checkpoint and, with `eval_prompts`, the generation harness; also written to
   `WORKDIR/eval/step_<N>.json`."""
   setup = make_setup(config, workdir)
-  trainable, step = adapters.restore(workdir, setup.adapter, step)
-  results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
-    results.update(parallel.write_once("generated images", lambda: generation_eval(
-        config, setup, trainable, workdir, step)) or {})
-  out = Path(workdir) / "eval" / f"step_{step}.json"
-
-  def write():
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
-
-  parallel.write_once(out.name, write)
-  return results
+  generation = (lambda trainable, step: generation_eval(config, setup, trainable, workdir, step)
+                ) if config.eval_prompts else None
+  return tuning.evaluate(workdir, setup.adapter, step, erase_metrics_fn(config, setup), generation)
 
 
 def export(config, workdir) -> list[Path]:

@@ -532,19 +532,9 @@ def evaluate(config, workdir, step=None) -> dict:
   """The denoising metrics of a checkpoint and, with `eval_prompts`, the generation metrics; also written to
   `WORKDIR/eval/step_<N>.json`."""
   setup = make_setup(config, workdir)
-  params, step = adapters.restore(workdir, setup.adapter, step)
-  results = denoising_metrics_fn(config, setup)(params)
-  if config.eval_prompts:  # videos are generated and scored on process 0, on its own devices
-    results.update(parallel.write_once("generated videos", lambda: generation_eval(
-        config, setup, params, workdir, step)) or {})
-  out = Path(workdir) / "eval" / f"step_{step}.json"
-
-  def write():
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
-
-  parallel.write_once(out.name, write)
-  return results
+  generation = (lambda params, step: generation_eval(config, setup, params, workdir, step)
+                ) if config.eval_prompts else None
+  return tuning.evaluate(workdir, setup.adapter, step, denoising_metrics_fn(config, setup), generation)
 
 
 def export(config, workdir) -> list[Path]:
