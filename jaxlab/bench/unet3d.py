@@ -30,10 +30,11 @@ TEXT_LENGTH = 77
 
 
 def _task(module, base: dict, selected: frozenset, lr: float = 5e-6):
-  trainable, _ = finetune.split(base, selected)
+  adapter = finetune.Subset(selected.__contains__)
+  trainable = adapter.initial(base)
 
   def loss_fn(params, model_state, frozen, batch, rng):
-    prediction = module.apply({"params": finetune.merge(params, frozen)}, batch["x_t"], batch["t"], batch["text"])
+    prediction = module.apply({"params": adapter.apply(params, frozen)}, batch["x_t"], batch["t"], batch["text"])
     return jnp.mean((prediction.astype(jnp.float32) - batch["noise"]) ** 2), ({}, model_state)
 
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr, weight_decay=0.01))
@@ -82,7 +83,7 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
   module = unet3d.UNet3DConditionModel(c, dtype=jnp.dtype(dtype), remat_policy=remat_policy)
   base = random_params(module, *unet3d.FAMILY.dummy_inputs(module))
   selected = finetune.select(base, motion.trainable_rule(MODULES), unet3d.NAMING)
-  trained = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(finetune.split(base, selected)[0]))
+  trained = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(finetune.Subset(selected.__contains__).initial(base)))
   total = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(base))
   batch = random_batch(size, batch_size)
   setup = {"model": f"UNet3D {config}: channels {c.block_out_channels}, {total / 1e6:.1f}M params "

@@ -44,7 +44,7 @@ from jaxlab import parallel, training
 from jaxlab.data import captioned_clips
 from jaxlab.data import video as video_lib
 from jaxlab.diffusion import adapters, finetune, generate, schedules, scoring, tuning
-from jaxlab.diffusion.pipeline import StableDiffusion
+from jaxlab.diffusion.pipeline import StableDiffusion, place
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.models import save_pretrained, weights
@@ -497,11 +497,13 @@ def clip_alignment(scorer: scoring.CLIPScorer, videos: list[np.ndarray], prompts
   return np.array([np.mean(scorer.image_embeds(list(v)) @ t) for v, t in zip(videos, texts)])
 
 
-def generate_videos(config, pipe: StableDiffusion, rows, folder: Path, scheduler) -> list[np.ndarray]:
+def generate_videos(config, pipe: StableDiffusion, rows, folder: Path, scheduler, unet_params=None
+                    ) -> list[np.ndarray]:
   paths = generate.generate_rows(
       pipe, rows, folder, num_steps=config.eval_steps, guidance_scale=config.eval_guidance,
       noise_source=config.eval_noise, batch_size=config.eval_batch_size, height=config.resolution,
-      width=config.resolution, scheduler=scheduler, num_frames=config.num_frames, fps=config.eval_fps)
+      width=config.resolution, unet_params=unet_params, scheduler=scheduler, num_frames=config.num_frames,
+      fps=config.eval_fps)
   return [video_lib.read_video(p)[0] for p in paths]
 
 
@@ -512,9 +514,12 @@ def generation_eval(config, setup: Setup, params, workdir, step) -> dict:
           for r in generate.read_prompts(config.eval_prompts)]
   scheduler = schedules.scheduler_from_folder(pipeline_folder(config, workdir) / "scheduler", config.eval_scheduler)
   eval_dir = Path(workdir) / "eval"
+  # The tuned UNet goes in as `unet_params` of the same pipeline: one compiled sampler serves both models
+  # (a new pipeline, needed for a learned token, compiles its own).
+  tuned = setup.pipe if setup.token_id is None else tuned_pipeline(setup, params)
+  unet_params = place(setup.adapter.unet.apply(params["unet"], setup.original))
   videos = {"base": generate_videos(config, setup.pipe, rows, eval_dir / "base", scheduler),
-            "tuned": generate_videos(config, tuned_pipeline(setup, params), rows, eval_dir / f"step_{step}",
-                                     scheduler)}
+            "tuned": generate_videos(config, tuned, rows, eval_dir / f"step_{step}", scheduler, unet_params)}
   results = {"num_videos": len(rows)}
   if config.eval_clip:
     scorer = scoring.CLIPScorer(config.eval_clip)
@@ -559,31 +564,30 @@ def export(config, workdir) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- demo
 
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "train" / "configs" / "motion.py"
-CLASSIFIER_CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "airletters.py"
-
-
-def train_classifier(workdir: Path, steps: int = 150) -> tuple[Path, float]:
+def train_classifier(workdir: Path, steps: int = 150, clips_per_class: dict | None = None) -> tuple[Path, float]:
   """(the workdir, validation top-1) of a video classifier of the synthetic motions, trained as a user would:
-  an AirLetters-layout release of the motions ('O' = circle, 'I' = line), `jaxlab data build airletters` and
-  `jaxlab train airletters` (its own process: a method does not run another method inside itself)."""
+  an AirLetters-layout release of the motions ('O' = circle, 'I' = line; `clips_per_class` per split),
+  `jaxlab data build airletters` and `jaxlab train airletters` (its own process: a method does not run another
+  method inside itself)."""
   import subprocess
   import sys
   from jaxlab.data import cli as data_cli
   from jaxlab.data import motion_synth
   run = workdir / "classifier"
   if not (run / "metrics.jsonl").is_file():
-    motion_synth.write_classifier_release(workdir / "classifier_release", {"train": 48, "validation": 8, "test": 8})
+    clips = clips_per_class or {"train": 48, "validation": 8, "test": 8}
+    motion_synth.write_classifier_release(workdir / "classifier_release", clips)
     data_cli.build("airletters", workdir / "classifier_release", workdir / "classifier_data", "fps15_short48")
-    command = [sys.executable, "-m", "jaxlab.cli", "train", "airletters", "--config", f"{CLASSIFIER_CONFIG}:tiny",
+    command = [sys.executable, "-m", "jaxlab.cli", "train", "airletters", "--config", "airletters:tiny",
                "--workdir", str(run), f"--config.data_dir={workdir / 'classifier_data'}",
-               f"--config.total_steps={steps}", f"--config.checkpoint_every={steps}", "--config.warmup_steps=20"]
+               f"--config.total_steps={steps}", f"--config.checkpoint_every={steps}",
+               f"--config.warmup_steps={min(20, steps)}"]
     subprocess.run(command, check=True)
   records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
   return run, [r["eval/top1"] for r in records if "eval/top1" in r][-1]
 
 
-def _side_by_side(base: list[np.ndarray], tuned: list[np.ndarray], scale: int = 3) -> np.ndarray:
+def side_by_side(base: list[np.ndarray], tuned: list[np.ndarray], scale: int = 3) -> np.ndarray:
   """Frames `[F, H', W', 3]`: each base video above its tuned one, the pairs side by side, enlarged."""
   column = lambda b, t: np.concatenate([b, np.full_like(b[:, :2], 255), t], axis=1)
   frames = np.concatenate([np.pad(column(b, t), ((0, 0), (0, 0), (0, 2), (0, 0)), constant_values=255)
@@ -591,14 +595,27 @@ def _side_by_side(base: list[np.ndarray], tuned: list[np.ndarray], scale: int = 
   return frames.repeat(scale, 1).repeat(scale, 2)
 
 
+def base_vs_tuned(workdir, step: int, out_dir, num: int = 4, fps: float = 4.0) -> tuple[Path, Path]:
+  """(a GIF, a PNG of its frames top to bottom) of the first `num` eval videos of `jaxlab eval motion` at `step`:
+  the base model's above the tuned one's, from the same noise."""
+  from PIL import Image
+  from jaxlab import notebook
+  eval_dir, out_dir = Path(workdir) / "eval", Path(out_dir)
+  videos = [[video_lib.read_video(p)[0] for p in sorted((eval_dir / folder).glob("*.mp4"))[:num]]
+            for folder in ("base", f"step_{step}")]
+  frames = side_by_side(*videos)
+  grid = out_dir / "base_vs_tuned.png"
+  Image.fromarray(np.concatenate(list(frames), axis=0)).save(grid)
+  return notebook.write_gif(frames, out_dir / "base_vs_tuned.gif", fps), grid
+
+
 def demo(workdir, num_videos: int = 16) -> DemoSection:
   """The tiny config end to end: synthetic clips, the tiny base model, motion tuning with prior preservation,
   export, a classifier of the two motions, and base vs tuned videos from the same noise, classified."""
-  from PIL import Image
   from jaxlab.data import motion_synth
   workdir = Path(workdir)
   run = workdir / "run"
-  config = training.load_config(f"{CONFIG_FILE}:tiny")
+  config = training.load_config("motion:tiny")
   training.save_config(config, run)
   setup = make_setup(config, run)
   result = training.train(make_task(config, run, setup), config, run)
@@ -610,14 +627,7 @@ def demo(workdir, num_videos: int = 16) -> DemoSection:
   config.eval_motion_label = motion_synth.LABELS["circle"]
   figures = evaluate(config, run)
   step = int(result["step"])
-  videos = {name: [video_lib.read_video(p)[0] for p in sorted((run / "eval" / folder).glob("*.mp4"))[:4]]
-            for name, folder in (("base", "base"), ("tuned", f"step_{step}"))}
-  frames = _side_by_side(videos["base"], videos["tuned"])
-  grid = workdir / "base_vs_tuned.png"
-  Image.fromarray(np.concatenate(list(frames), axis=0)).save(grid)
-  gif = workdir / "base_vs_tuned.gif"
-  images = [Image.fromarray(f) for f in frames]
-  images[0].save(gif, save_all=True, append_images=images[1:], duration=250, loop=0)
+  gif, grid = base_vs_tuned(run, step, workdir)
   base_steps = config.tiny_pipeline.unet_steps
   headline = {"motion_accuracy_base": figures["motion_accuracy/base"],
               "motion_accuracy_tuned": figures["motion_accuracy/tuned"], "classifier_top1": classifier_top1,
