@@ -18,7 +18,8 @@ FRAMES, STEPS, GUIDANCE = 3, 4, 9.0
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-  return tiny_video.write(tmp_path_factory.mktemp("t2v") / "pipe", 16, vae_widths=(16, 32))
+  return tiny_video.write(tmp_path_factory.mktemp("t2v") / "pipe", 16, vae_widths=(16, 32),
+                          unet_config={**tiny_video.TINY_UNET3D, "block_out_channels": [16, 32]})
 
 
 @pytest.fixture(scope="module")
