@@ -7,7 +7,7 @@ from PIL import Image
 
 from jaxlab import cli
 from jaxlab.data import video as video_lib
-from jaxlab.diffusion import generate, pipeline, sampler, schedules, tiny_video
+from jaxlab.diffusion import generate, pipeline, schedules, tiny_video
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -29,10 +29,13 @@ def reference(tiny):
   return pipe
 
 
+@pytest.fixture(scope="module")
+def ours(tiny):
+  return pipeline.dataclasses.replace(pipeline.StableDiffusion.load(tiny), decode_chunk=2)  # 6 frames: 3 VAE calls
+
+
 @pytest.mark.parametrize("kind", ["ddim", "dpmsolver++"])
-def test_same_videos_as_diffusers(tiny, reference, kind):
-  ours = pipeline.StableDiffusion.load(tiny)
-  ours = pipeline.dataclasses.replace(ours, decode_chunk=2)  # 6 frames: 3 VAE calls
+def test_same_videos_as_diffusers(ours, tiny, reference, kind):
   assert ours.is_video
   scheduler = schedules.scheduler_from_folder(tiny / "scheduler", kind)
   reference.scheduler = (diffusers.DPMSolverMultistepScheduler if kind == "dpmsolver++" else
@@ -45,12 +48,10 @@ def test_same_videos_as_diffusers(tiny, reference, kind):
                                generator=[torch.Generator().manual_seed(s) for s in (3, 4)], **kw).frames
   expected_latents = run(output_type="latent").numpy().transpose(0, 2, 3, 4, 1)
 
-  cond, uncond = ours.encode_text(PROMPTS), ours.encode_text(["", ""])
-  denoise = sampler.guided(ours.unet, ours.params["unet"], cond, uncond, GUIDANCE)
-  latents = sampler.sample(denoise, scheduler.chain(STEPS), noise)
+  latents = np.asarray(ours.sample(PROMPTS, noise, STEPS, GUIDANCE, scheduler=scheduler))
   assert np.abs(latents - expected_latents).max() <= 1e-4 * np.abs(expected_latents).max()
 
-  videos = ours.generate(PROMPTS, noise, STEPS, GUIDANCE, scheduler=scheduler)
+  videos = ours.generate(PROMPTS, noise, STEPS, GUIDANCE, scheduler=scheduler)  # the same compiled sampler
   expected = np.stack(run(output_type="np"))
   assert videos.shape == expected.shape == (2, FRAMES, 16, 16, 3) and videos.dtype == np.uint8
   assert np.abs(videos.astype(np.float32) - np.round(expected * 255)).max() <= 1

@@ -167,6 +167,11 @@ def test_export_loads_in_diffusers(trained):
   assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
 
 
+def token_table(text_params) -> np.ndarray:
+  flat = traverse_util.flatten_dict(text_params)
+  return np.asarray(next(v for k, v in flat.items() if k[-2:] == ("token_embedding", "embedding")))
+
+
 def test_latents_are_cached_and_windows_drawn_from_them(trained):
   config, workdir, _ = trained
   cached = sorted(p.name for p in (workdir / "cache").iterdir())
@@ -178,6 +183,16 @@ def test_latents_are_cached_and_windows_drawn_from_them(trained):
   example = motion.draw_example(config, setup, 1, np.random.default_rng(0))
   assert example["instance"].shape == example["reg"].shape == (4, 8, 8, 4)
   assert example["instance_caption"] == 0 and example["reg_caption"] == 1
+  # The learned-token ablation's adapter: the UNet subset and one row of the token table, nothing else.
+  width = setup.text.shape[-1]
+  tuned = motion.Tuned(setup.adapter.unet, token_id=5, width=width)
+  zeros = tuned.init()
+  assert zeros["token"].shape == (width,) and set(zeros) == {"unet", "token"}
+  params = {"unet": setup.adapter.unet.initial(setup.original), "token": np.ones(width, np.float32)}
+  applied = tuned.apply(params, setup.pipe.params)
+  before, after = (token_table(p["text_encoder"]) for p in (setup.pipe.params, applied))
+  assert np.array_equal(after[5], np.ones(width)) and np.array_equal(np.delete(after, 5, 0), np.delete(before, 5, 0))
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(applied["unet"]), jax.tree.leaves(setup.original)))
 
 
 def test_eval_generates_videos_and_scores_them(trained, tmp_path):
