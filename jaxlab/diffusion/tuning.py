@@ -13,23 +13,26 @@ import numpy as np
 from PIL import Image
 
 from jaxlab.diffusion import sampler
-from jaxlab.diffusion.pipeline import write_tiny_random
+from jaxlab.diffusion.pipeline import write_tiny_random, write_tiny_random_xl
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
 
 TINY_RANDOM = "tiny-random"
+TINY_RANDOM_XL = "tiny-random-xl"
+_TINY_WRITERS = {TINY_RANDOM: write_tiny_random, TINY_RANDOM_XL: write_tiny_random_xl}
 
 
 def pipeline_folder(pretrained: str, workdir, sample_size: int) -> Path:
-  """`pretrained`, or for `tiny-random` a small random SD pipeline (latents `sample_size`²) written once under
-  the workdir."""
-  if pretrained == TINY_RANDOM:
-    folder = Path(workdir) / TINY_RANDOM
+  """`pretrained`, or for `tiny-random` (`tiny-random-xl`) a small random SD (SDXL) pipeline (latents
+  `sample_size`²) written once under the workdir."""
+  if pretrained in _TINY_WRITERS:
+    folder = Path(workdir) / pretrained
     if not (folder / "model_index.json").is_file():
-      write_tiny_random(folder, seed=0, sample_size=sample_size)
+      _TINY_WRITERS[pretrained](folder, seed=0, sample_size=sample_size)
     return folder
   if not pretrained:
-    raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or tiny-random")
+    raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or "
+                    f"{' / '.join(_TINY_WRITERS)}")
   return Path(pretrained)
 
 
