@@ -749,9 +749,10 @@ def demo(workdir) -> DemoSection:
   table = "\n".join(f"| {scale_name(s)} | {e:.4f} |" for s, e in zip(scales, effects))
   entry = setup.entries[0]
   markdown = f"""A text slider (LoRA rank {config.rank}, alpha {config.alpha}, `{config.network}` / \
-`{config.train_method}`) trained on a small random SD pipeline with the age slider of `sliders/age.yaml` \
-("{entry.target}": "{entry.unconditional}" -> "{entry.positive}", eta {entry.guidance_scale:g}, both genders): \
-{step} AdamW steps at lr {config.lr}, batch {config.batch_size}, {config.resolution} px, x_t from \
+`{config.train_method}`) trained on a small random SD pipeline with the age slider of \
+`{Path(config.prompts).name}` ("{entry.target}": "{entry.unconditional}" -> "{entry.positive}", eta \
+{entry.guidance_scale:g}, both genders): {step} AdamW steps at lr {config.lr}, batch {config.batch_size}, \
+{setup.resolution} px, x_t from \
 {config.max_denoising_steps}-step DDIM chains with the LoRA active and guidance {config.start_guidance:g}. The loss \
 went from {losses[0][1]:.4f} to {losses[-1][1]:.4f}; on fixed noisy latents it is {figures['slider_gap']:.3f} of \
 its untrained value (`slider_gap`).

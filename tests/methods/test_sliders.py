@@ -340,22 +340,23 @@ def image_run(tmp_path_factory):
   config = tiny_config("prompts=", f"images={root}", "folders=low, high", "scales=-1, 1", "resolution=16",
                        "iterations=3", "max_denoising_steps=5", "log_every=3", "checkpoint_every=3")
   setup = sliders.make_setup(config, workdir)
-  task = dataclasses.replace(sliders.make_task(config, workdir, setup), evaluate=None)
-  training.train(task, config, workdir)
-  return config, workdir, setup
+  result = training.train(sliders.make_task(config, workdir, setup), config, workdir)
+  return config, workdir, setup, result
 
 
 def test_image_slider_trains_the_lora(image_run):
-  config, workdir, setup = image_run
+  config, workdir, setup, result = image_run
   assert setup.latents[0].shape == (2, 2, 8, 8, 4) and setup.adapter.kaiming_a == pytest.approx(np.sqrt(5))
   params, step = adapters.restore(workdir, setup.adapter)
   assert step == 3 and all(np.any(v) for p, v in traverse_util.flatten_dict(params).items() if p[-1] == LORA_UP)
-  loss = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])["train/loss"]
-  assert np.isfinite(loss)
+  losses = [json.loads(line)["train/loss"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
+            if "train/loss" in line]
+  assert len(losses) == 1 and np.isfinite(losses[0])
+  assert np.isfinite(result["eval/image_mse"]) and result["eval/image_gap"] > 0
 
 
 def test_image_loss_by_hand(image_run):
-  _, _, setup = image_run
+  _, _, setup, _ = image_run
   params, base = trained_looking(setup, seed=1), setup.base
   rng = np.random.default_rng(0)
   x_low, x_high = (setup.latents[0][i, [0, 1]] for i in (0, 1))
