@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv lock
+.PHONY: demo test venv lock device-bench
 
 venv: $(STAMP)
 
@@ -28,6 +28,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
+
+# The device script, from a fresh checkout on a GPU (or DEVICE=tpu) machine: installs the accelerator extra
+# into .venv, then runs every paper-size bench beside PyTorch and the bf16 check into runs/device/bench.md.
+DEVICE ?= gpu
+device-bench: $(STAMP)
+	$(VENV)/bin/python -m pip install -q --no-build-isolation -e '.[$(DEVICE)]'
+	$(VENV)/bin/jaxlab bench all --out runs/device
 
 # Re-resolve the pins from pyproject.toml's ranges (needs network; commit the result).
 lock:

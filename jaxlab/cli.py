@@ -4,6 +4,7 @@
   jaxlab eval METHOD --workdir DIR [--step N]
   jaxlab demo [--workdir DIR] [--only METHOD,...]
   jaxlab bench MODEL [--batch-size N] [--steps N]
+  jaxlab bench all --out DIR [--dry-run]
 
 plus method verbs registered by their packages (`jaxlab find ...`, `jaxlab audit ...`, `jaxlab generate`).
 Errors a user can cause end in one line that says what is wrong, never a traceback.
@@ -19,6 +20,22 @@ from jaxlab.errors import UserError
 
 # Packages that add their own verbs: each has `register(subparsers)`; heavy imports stay in the handlers.
 _VERB_MODULES = ("jaxlab.find.cli", "jaxlab.audit.cli", "jaxlab.diffusion.cli", "jaxlab.data.cli")
+
+
+def at_least(minimum: int):
+  """An argparse type: an integer >= `minimum` (for counts and sizes, where 0 or -1 would silently do nothing)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+    return value
+
+  parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its message
+  return parse
 
 
 def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -46,7 +63,7 @@ def _train(args, overrides) -> int:
   parallel.initialize()
   method = methods.get(args.method, needs="make_task")
   config = training.load_config(args.config, overrides)
-  methods.check_config(args.method, config, args.config, f"pass train/configs/{args.method}.py:VARIANT")
+  methods.check_config(args.method, config, args.config, f"pass --config {args.method}:VARIANT")
   training.check_settings(config)
   with training.workdir.hold(args.workdir):
     task = method.make_task(config, args.workdir)
@@ -86,13 +103,24 @@ def _demo(args, overrides) -> int:
 
 def _bench(args, overrides) -> int:
   from jaxlab import bench
+  if args.model == "all":
+    bench.run_all(args.out, steps=args.steps, dry_run=args.dry_run)
+    return 0
   bench.run(args.model, batch_size=args.batch_size, steps=args.steps, dtype=args.dtype,
             reference=not args.no_reference, config=args.config_variant)
   return 0
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse, with a wrong flag reported in one line (usage is one `--help` away)."""
+
+  def error(self, message):
+    print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0])
+  parser = _Parser(prog="jaxlab", description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
   p = sub.add_parser("train", help="train a method; resumes from the latest checkpoint in --workdir")
@@ -104,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("eval", help="evaluate the latest (or --step) checkpoint of a run")
   p.add_argument("method")
   p.add_argument("--workdir", required=True)
-  p.add_argument("--step", type=int, default=None)
+  p.add_argument("--step", type=at_least(0), default=None)
   p.set_defaults(handler=_eval)
 
   p = sub.add_parser("demo", help="every method's tiny config end to end, then a report")
@@ -113,12 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(handler=_demo)
 
   p = sub.add_parser("bench", help="step time, throughput, MFU and memory, beside the PyTorch reference")
-  p.add_argument("model")
-  p.add_argument("--batch-size", type=int, default=None)
-  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("model", help="a model, or all (every paper-size bench and the bf16 check, one table)")
+  p.add_argument("--batch-size", type=at_least(1), default=None)
+  p.add_argument("--steps", type=at_least(1), default=10)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--config", dest="config_variant", default="small", help="model size: small | paper")
+  p.add_argument("--config", dest="config_variant", default="small",
+                 help="model size: tiny | small | paper (cnn3d: also *_i3d)")
   p.add_argument("--no-reference", action="store_true", help="skip the PyTorch side")
+  p.add_argument("--out", default="runs/bench/all", help="bench all: where the markdown table goes")
+  p.add_argument("--dry-run", action="store_true", help="bench all: the plan, each bench at a tiny size")
   p.set_defaults(handler=_bench)
 
   for name in _VERB_MODULES:
@@ -144,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args, overrides) or 0
   except UserError as e:
     print(f"jaxlab: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    if e.filename is None:  # not about a path the user gave (a socket, a library): a bug until shown otherwise
+      raise
+    # A path that is a file where a folder is needed (or the reverse), missing, or not writable.
+    print(f"jaxlab: error: {e.filename}: {e.strerror}; check the path", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("jaxlab: interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ import time
 import traceback
 
 
-def _use_eight_cpu_devices() -> None:
+def use_eight_cpu_devices() -> None:
   """The tiny configs run sharded over 8 CPU devices; the flag must be set before JAX starts."""
   flag = "--xla_force_host_platform_device_count"
   if flag not in os.environ.get("XLA_FLAGS", ""):
@@ -15,7 +15,7 @@ def _use_eight_cpu_devices() -> None:
 
 
 def run(workdir, only: list[str] | None = None) -> int:
-  _use_eight_cpu_devices()
+  use_eight_cpu_devices()
   from jaxlab import methods
   from jaxlab.errors import UserError
 

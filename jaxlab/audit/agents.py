@@ -107,11 +107,25 @@ def agent_observations(robots_json: dict[str, dict[str, str]], paper_compat: boo
   `all`, `some` and `none`; `*All Agents*` counts every snapshot (`all` when every agent the domain's files
   ever name, and `*`, is `all` in it)."""
   observed, status = Counter(), Counter()
+  # Most monthly snapshots repeat the previous month's file: each distinct text is parsed, and judged for an
+  # agent, once.
+  parsed: dict[str, robotslib.RobotsTxt] = {}
+  verdicts: dict[tuple[str, str], str] = {}
+
+  def judge(text: str, agent: str) -> str:
+    if (text, agent) not in verdicts:
+      verdicts[text, agent] = parsed[text].classify(agent)
+    return verdicts[text, agent]
+
   for snapshots in robots_json.values():
-    parsed = [robotslib.parse(text or "", paper_compat) for text in snapshots.values()]
-    named = sorted({a for p in parsed for a in p.agents if a != "*"})
-    for p in parsed:
-      judged = {agent: p.classify(agent) for agent in ["*"] + named}
+    texts = [text or "" for text in snapshots.values()]
+    for text in texts:
+      if text not in parsed:
+        parsed[text] = robotslib.parse(text, paper_compat)
+    named = sorted({a for text in set(texts) for a in parsed[text].agents if a != "*"})
+    for text in texts:
+      p = parsed[text]
+      judged = {agent: judge(text, agent) for agent in ["*"] + named}
       for agent in p.agents:
         observed[agent] += 1
         status[agent, judged[agent]] += 1

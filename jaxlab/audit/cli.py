@@ -2,7 +2,8 @@
 
   jaxlab audit tokens --c4 'c4/*.json.gz' --rf 'rw/*.parquet' --dolma 'dolma/*.json.gz' --out tokens.csv
   jaxlab audit sample --tokens tokens.csv --head-k 2000 --random-n 10000 --out sample/
-  jaxlab audit crawl --domains sample/domains.csv --out crawl/
+  jaxlab audit crawl --domains sample/domains.csv --out crawl/      (on N machines: --shard K/N, then
+  jaxlab audit export --out crawl/ [SHARD_FOLDERS...]                 export merges the shard folders)
   jaxlab audit label --crawl crawl/ --labeller openai:gpt-4o      (or keyword, local:PATH, scripted:FILE)
   jaxlab audit report --crawl crawl/ --tokens tokens.csv --random sample/random.txt --out report/
   jaxlab audit robots FILE... | --json crawl/robots.json [--agent GPTBot] [--path /x] [--paper-compat]
@@ -74,6 +75,9 @@ def _crawl(args) -> int:
   from jaxlab.audit.wayback import WaybackClient
   kinds = [k for k in args.kinds.split(",") if k]
   targets = crawl.read_targets(args.domains, kinds)
+  if args.shard:
+    index, count = crawl.parse_shard(args.shard)
+    targets = [t for t in targets if crawl.shard_of(t.domain, count) == index]
   client = WaybackClient(args.cdx_url, args.replay_url, rate=args.rate, timeout=args.timeout,
                          max_retries=args.retries, base_delay=args.backoff)
   summary = crawl.crawl(targets, args.out, client, start=getattr(args, "from"), end=args.to, workers=args.workers)
@@ -82,15 +86,29 @@ def _crawl(args) -> int:
         f"{summary.failures} failures")
   for domain, count in sorted(summary.failures_by_domain.items(), key=lambda x: -x[1])[:20]:
     print(f"  failures {domain}: {count} (see {Path(args.out) / 'failures.jsonl'})")
-  if not args.no_export:
-    paths = crawl.export(args.out)
-    print("exported " + ", ".join(str(p) for p in paths.values()))
+  if args.shard:
+    print(f"shard {args.shard} done; once every shard is, merge them: jaxlab audit export --out {args.out} "
+          "[the other shards' --out folders]")
+  elif not args.no_export:
+    _export(args)
   return 1 if summary.failures else 0
+
+
+def _export(args) -> int:
+  from jaxlab.audit import crawl
+  for folder in [args.out, *getattr(args, "shards", ())]:
+    if not Path(folder).is_dir():
+      raise UserError(f"crawl folder {folder} not found")
+  paths = crawl.export(args.out, getattr(args, "shards", ()))
+  print("exported " + ", ".join(str(p) for p in paths.values()))
+  return 0
 
 
 def _label(args) -> int:
   from jaxlab.audit import tos
   crawl_dir = Path(args.crawl)
+  if not crawl_dir.is_dir():
+    raise UserError(f"--crawl {crawl_dir} is not a folder; give the --out folder of `jaxlab audit crawl`")
   tos_path = crawl_dir / "tos.json"
   if not tos_path.is_file():
     from jaxlab.audit.crawl import export
@@ -177,6 +195,7 @@ def _robots(args) -> int:
 
 
 def register(subparsers) -> None:
+  from jaxlab.cli import at_least
   audit = subparsers.add_parser("audit", help="Consent in Crisis: token counts, Wayback crawl, robots.txt and "
                                 "ToS labels, restriction estimates, forecasts and figures",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,8 +213,8 @@ def register(subparsers) -> None:
 
   p = steps.add_parser("sample", help="HEAD (top k per corpus) and RANDOM domains, reproducible by seed")
   p.add_argument("--tokens", required=True)
-  p.add_argument("--head-k", type=int, default=2000)
-  p.add_argument("--random-n", type=int, default=10000)
+  p.add_argument("--head-k", type=at_least(1), default=2000)
+  p.add_argument("--random-n", type=at_least(0), default=10000)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--any-corpus", action="store_true",
                  help="draw RANDOM from all domains, not only those in all three corpora")
@@ -210,21 +229,27 @@ def register(subparsers) -> None:
   p.add_argument("--from", default="20160101")
   p.add_argument("--to", default="20240419")
   p.add_argument("--rate", type=float, default=2.0, help="requests per second, all threads together")
-  p.add_argument("--workers", type=int, default=4)
+  p.add_argument("--workers", type=at_least(1), default=4)
   p.add_argument("--timeout", type=float, default=30.0)
-  p.add_argument("--retries", type=int, default=6)
+  p.add_argument("--retries", type=at_least(0), default=6)
   p.add_argument("--backoff", type=float, default=1.0, help="base of the exponential backoff, seconds")
   p.add_argument("--cdx-url", default="https://web.archive.org/cdx/search/cdx")
   p.add_argument("--replay-url", default="https://web.archive.org/web")
   p.add_argument("--no-export", action="store_true", help="skip writing robots.json/main.json/tos.json")
+  p.add_argument("--shard", help="K/N: crawl only the domains of shard K (0 .. N-1), e.g. one per machine")
   p.set_defaults(handler=lambda args, overrides: _crawl(args))
+
+  p = steps.add_parser("export", help="robots.json, main.json, tos.json from a crawl folder (and shard folders)")
+  p.add_argument("--out", required=True, help="the crawl folder (written into)")
+  p.add_argument("shards", nargs="*", help="other shards' crawl folders to merge in")
+  p.set_defaults(handler=lambda args, overrides: _export(args))
 
   p = steps.add_parser("label", help="label ToS snapshots in the paper's three taxonomies")
   p.add_argument("--crawl", required=True)
   p.add_argument("--labeller", default="keyword",
                  help="keyword | openai:MODEL[@BASE_URL] | local:PATH | scripted:FILE.json")
-  p.add_argument("--per-year", type=int, default=2, help="snapshots per page and year to label (0: all)")
-  p.add_argument("--workers", type=int, default=4)
+  p.add_argument("--per-year", type=at_least(0), default=2, help="snapshots per page and year to label (0: all)")
+  p.add_argument("--workers", type=at_least(1), default=4)
   p.add_argument("--cache", help="verdict cache (default: CRAWL/tos_label_cache.jsonl)")
   p.add_argument("--out", help="default: CRAWL/tos_labels.json")
   p.set_defaults(handler=lambda args, overrides: _label(args))
@@ -235,13 +260,13 @@ def register(subparsers) -> None:
   p.add_argument("--labels", help="ToS labels (default: CRAWL/tos_labels.json)")
   p.add_argument("--random", help="the RANDOM domains (default: every crawled domain outside the heads)")
   p.add_argument("--out", required=True)
-  p.add_argument("--head-k", type=int, default=2000)
+  p.add_argument("--head-k", type=at_least(1), default=2000)
   p.add_argument("--corpus", default="c4", help="corpus of the status/organisation/matrix figures")
   p.add_argument("--start", default="2016-01")
   p.add_argument("--end", default="2024-04")
   p.add_argument("--paper-compat", action="store_true", help="the paper-time robots.txt parser")
   p.add_argument("--newer-agents", action="store_true", help="track the agents added since the paper too")
-  p.add_argument("--resamples", type=int, default=200)
+  p.add_argument("--resamples", type=at_least(1), default=200)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--no-forecast", action="store_true")
   p.add_argument("--paper-totals", action="store_true",
@@ -251,10 +276,10 @@ def register(subparsers) -> None:
   p = steps.add_parser("robots", help="classify robots.txt files per agent (and time the parser)")
   p.add_argument("files", nargs="*")
   p.add_argument("--json", help="a crawl's robots.json: every snapshot in it")
-  p.add_argument("--synthetic", type=int, default=0, help="also N generated files the size of a large site's")
+  p.add_argument("--synthetic", type=at_least(0), default=0, help="also N generated files the size of a large site's")
   p.add_argument("--agent", action="append", help="agent to classify (repeatable; default: the tracked ones)")
   p.add_argument("--path", help="also say whether the first agent may fetch this path (RFC 9309)")
   p.add_argument("--paper-compat", action="store_true")
   p.add_argument("--newer-agents", action="store_true")
-  p.add_argument("--show", type=int, default=50, help="print per-file results up to this many files")
+  p.add_argument("--show", type=at_least(0), default=50, help="print per-file results up to this many files")
   p.set_defaults(handler=lambda args, overrides: _robots(args))

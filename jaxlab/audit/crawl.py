@@ -11,7 +11,11 @@ Layout of a crawl folder:
 
 Every file is written to a temporary name and renamed, and a capture's `.json` is written after its body,
 so a crawl killed at any point resumes (run it again) without losing, duplicating or refetching what is
-stored. `export` turns a crawl into the spec's JSONs: robots.json and main.json `{domain: {date: text}}`,
+stored. Temporary names carry the host and process, so crawls on several machines may share one folder: a
+crawl removes only the temporary files of dead processes of its own host, and day-old ones.
+
+At scale, `--shard K/N` (K = 0 .. N-1) crawls the domains whose name hashes to K, the same split on every
+machine whatever the order of the domain list; `export` then merges the shard folders (or one shared folder). `export` turns a crawl into the spec's JSONs: robots.json and main.json `{domain: {date: text}}`,
 tos.json `{domain: {tos_url: {date: text}}}`, and start_dates.json `{domain: date of its first capture}`.
 The paper dated a domain by its first home-page capture only; we take its first capture of any kind in the
 window, since a site whose robots.txt was archived in a month existed in it.
@@ -27,7 +31,9 @@ import json
 import os
 from pathlib import Path
 import re
+import socket
 import threading
+import time
 from urllib.parse import urlparse
 
 from jaxlab.audit import text as textlib
@@ -102,11 +108,45 @@ def sanitize_url(url: str) -> str:
   return name
 
 
+HOST = socket.gethostname().replace(".", "-")
+STALE_SECONDS = 24 * 3600
+
+
+def shard_of(domain: str, count: int) -> int:
+  """The shard (0 .. count - 1) of a domain: a hash of its name, so that the split is reproducible and every
+  URL of a domain lands in the same shard."""
+  return int(hashlib.sha1(domain.encode()).hexdigest(), 16) % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """`K/N` -> (K, N), with 0 <= K < N."""
+  index, _, count = text.partition("/")
+  if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+    raise UserError(f"--shard {text!r}: give K/N with 0 <= K < N, e.g. 0/4 .. 3/4 for four machines")
+  return int(index), int(count)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+  tmp = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.{threading.get_ident()}.tmp")
   with open(tmp, "wb") as f:
     f.write(data)
   os.replace(tmp, path)
+
+
+def _abandoned(tmp: Path) -> bool:
+  """A temporary file no live writer will rename: its process (of this host) is gone, or it is a day old."""
+  try:
+    _, host, pid, _, _ = tmp.name.rsplit(".", 4)
+    if host == HOST:
+      os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return True
+  except (ValueError, PermissionError):
+    pass  # another format, or a live process of another user
+  try:
+    return time.time() - tmp.stat().st_mtime > STALE_SECONDS
+  except FileNotFoundError:
+    return False  # renamed meanwhile
 
 
 class CrawlStore:
@@ -116,8 +156,9 @@ class CrawlStore:
     self.root = Path(root)
     self.root.mkdir(parents=True, exist_ok=True)
     self._log_lock = threading.Lock()
-    for stale in self.root.glob("*/*/.*.tmp"):  # left by a run that was killed mid-write
-      stale.unlink(missing_ok=True)
+    for tmp in self.root.glob("*/*/.*.tmp"):  # left by a run that was killed mid-write, or being written
+      if _abandoned(tmp):
+        tmp.unlink(missing_ok=True)
 
   def folder(self, target: Target) -> Path:
     name = sanitize_url(target.url)
@@ -241,14 +282,16 @@ def crawl(targets: list[Target], out: str | Path, client: WaybackClient, *, star
   return summary
 
 
-def export(out: str | Path) -> dict[str, Path]:
-  """Writes robots.json, main.json, tos.json and start_dates.json (the spec's schemas) from a crawl folder.
+def export(out: str | Path, shards: Iterable[str | Path] = ()) -> dict[str, Path]:
+  """Writes robots.json, main.json, tos.json and start_dates.json (the spec's schemas) into the crawl folder
+  `out`, from it and the other `shards` folders (the crawls of `--shard K/N` into folders of their own).
 
   Only whole text bodies go in; truncated and non-text captures stay recorded in their `.json` only.
   """
   store = CrawlStore(out)
+  listings = (target for folder in [out, *shards] for target in CrawlStore(folder).targets())
   robots, main, tos, start_dates = {}, {}, {}, {}
-  for listing, folder in store.targets():
+  for listing, folder in listings:
     domain, kind = listing["domain"], listing["kind"]
     if listing["captures"]:
       first = min(row[0] for row in listing["captures"])

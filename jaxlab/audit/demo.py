@@ -35,7 +35,8 @@ def _truth(world, table, months, corpus: str) -> dict[str, float]:
   return {"robots": float(robots_share[-1]), "tos": float(tos_share[-1])}
 
 
-def demo(workdir) -> DemoSection:
+def demo(workdir, n_sites: int = N_SITES, resamples: int = 200) -> DemoSection:
+  """The audit end to end on a synthetic web of `n_sites` domains (`resamples`: bootstrap resamples)."""
   from jaxlab.audit import crawl, report, robots, synthetic, tokens, tos
   from jaxlab.audit.temporal import month_range
   from jaxlab.audit.wayback import WaybackClient
@@ -47,7 +48,7 @@ def demo(workdir) -> DemoSection:
   workdir.mkdir(parents=True, exist_ok=True)
   timings = {}
   start = time.time()
-  world = synthetic.make_world(N_SITES, SEED)
+  world = synthetic.make_world(n_sites, SEED)
   shards = world.write_corpora(workdir / "corpora")
   tokens.count_tokens(shards, workdir / "tokens.csv")
   table = tokens.TokenTable.load(workdir / "tokens.csv")
@@ -100,7 +101,7 @@ def demo(workdir) -> DemoSection:
       parsed.classify_detailed(agent)
   files_per_s = len(texts) / (time.perf_counter() - parse_start)
 
-  config = report.ReportConfig(head_k=HEAD_K)
+  config = report.ReportConfig(head_k=HEAD_K, resamples=resamples)
   headline = report.build(workdir / "crawl", table, workdir / "report", config, random, labels)
   paper = report.build(workdir / "crawl", table, workdir / "report_paper_compat",
                        report.ReportConfig(head_k=HEAD_K, paper_compat=True, resamples=0, with_forecasts=False),
@@ -129,7 +130,7 @@ def demo(workdir) -> DemoSection:
   }
   report_md = (workdir / "report" / "report.md").read_text()
   markdown = "\n".join([
-      f"A synthetic web of {N_SITES} domains: Beam token counts over generated C4/RefinedWeb/Dolma shards, "
+      f"A synthetic web of {n_sites} domains: Beam token counts over generated C4/RefinedWeb/Dolma shards, "
       f"HEAD = top {HEAD_K} per corpus, RANDOM = {len(random)} domains (seed {SEED}); {len(sampled)} domains "
       f"crawled from a local Wayback emulator with injected faults ({requests} requests, {summary.fetched} "
       f"captures stored, {summary.failures} failures); keyword ToS labels (agreement with the truth: "
@@ -137,7 +138,7 @@ def demo(workdir) -> DemoSection:
       "",
       f"Full-corpus C4 tokens restricted by robots.txt in {end}: estimate "
       f"{figures[f'c4_full_restricted_{end}_%']:.1f}% (95% CI {figures[f'c4_full_restricted_{end}_ci95_lo_%']:.1f}"
-      f"-{figures[f'c4_full_restricted_{end}_ci95_hi_%']:.1f}%), truth over all {N_SITES} domains "
+      f"-{figures[f'c4_full_restricted_{end}_ci95_hi_%']:.1f}%), truth over all {n_sites} domains "
       f"{figures[f'c4_full_restricted_{end}_true_%']:.1f}%. ToS-restricted: estimate "
       f"{figures[f'c4_tos_full_restricted_{end}_%']:.1f}%, truth {figures[f'c4_tos_full_restricted_{end}_true_%']:.1f}%."
       f" The paper-time parser puts HEAD C4 at {figures[f'c4_head_restricted_{end}_paper_parser_%']:.1f}% "

@@ -7,11 +7,13 @@ pipeline options). Shards are JSON lines (optionally .gz/.bz2/.zst, as Beam read
 """
 
 from collections.abc import Iterable, Sequence
+import contextlib
 import csv
 import io
 import json
 from pathlib import Path
 import re
+from unittest import mock
 from urllib.parse import urlparse
 
 import numpy as np
@@ -69,18 +71,35 @@ def _csv_row(joined) -> str:
   return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def _outside_ipython():
+  """Beam switches to its notebook integration when IPython runs (Jupyter, Colab), which imports
+  `apache_beam.dataframe`, and that fails with pandas 3: the pipeline runs as it would from a script."""
+  try:
+    import IPython
+  except ImportError:
+    yield
+    return
+  with mock.patch.object(IPython, "get_ipython", lambda: None):
+    yield
+
+
 def count_tokens(shards: dict[str, str], out_csv: str | Path, pipeline_args: Sequence[str] = (),
                  normalise_www: bool = True) -> None:
   """Runs the Beam pipeline: `{corpus: file pattern}` -> CSV `url,c4_tokens,rf_tokens,dolma_tokens`."""
-  import apache_beam as beam
-  from apache_beam.options.pipeline_options import PipelineOptions
-
+  import glob
   unknown = set(shards) - set(CORPORA)
   if unknown:
     raise UserError(f"unknown corpus {sorted(unknown)}; use {', '.join(CORPORA)}")
+  for corpus, pattern in shards.items():
+    if "://" not in pattern and not glob.glob(pattern):  # remote patterns (gs://) are Beam's to resolve
+      raise UserError(f"--{corpus} {pattern!r} matches no file; give a file pattern of the corpus's shards")
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
   key = normalise_domain if normalise_www else str.lower
   out_csv = str(out_csv)
-  with beam.Pipeline(options=PipelineOptions(list(pipeline_args) or ["--runner=DirectRunner"])) as pipeline:
+  with _outside_ipython(), beam.Pipeline(options=PipelineOptions(list(pipeline_args) or ["--runner=DirectRunner"])) \
+      as pipeline:
     counts = {}
     for corpus, pattern in shards.items():
       counts[corpus] = (

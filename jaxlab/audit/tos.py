@@ -84,6 +84,8 @@ class LMLabeller:
   page costs one call however many months it appears in.
   """
 
+  waits = True  # on the LM server: `label_pages` runs its calls in threads
+
   def __init__(self, lm, cache_path: str | Path | None = None, prompts: Path = PROMPTS, temperature: float = 0.2,
                max_chars: int = 120_000):
     self.lm = lm
@@ -157,6 +159,7 @@ class KeywordLabeller:
   """A baseline that needs no LM: sentence-level keyword rules for each taxonomy."""
 
   name = "keyword"
+  waits = False  # pure Python: threads would only contend for the GIL
 
   def label(self, taxonomy: str, text: str) -> Verdict:
     sentences = _sentences(text)
@@ -196,15 +199,22 @@ def sample_dates(dates: Iterable[str], per_year: int = 2) -> list[str]:
 
 def label_pages(tos_json: dict[str, dict[str, dict[str, str]]], labeller, per_year: int = 2, workers: int = 1,
                 progress: Callable[[int, int], None] | None = None) -> dict:
-  """{domain: {url: {date: {taxonomy: code}}}} for the sampled snapshots of every ToS page."""
+  """{domain: {url: {date: {taxonomy: code}}}} for the sampled snapshots of every ToS page.
+
+  `workers` threads serve labellers that wait on a server (`LMLabeller`); the keyword labeller runs in this
+  thread, since threads would only make it slower.
+  """
   jobs = [(domain, url, date, taxonomy)
           for domain, pages in sorted(tos_json.items()) for url, snapshots in sorted(pages.items())
           for date in sample_dates(snapshots, per_year) for taxonomy in TAXONOMIES]
   def run(job):
     domain, url, date, taxonomy = job
     return labeller.label(taxonomy, tos_json[domain][url][date])
-  with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-    verdicts = list(pool.map(run, jobs))
+  if workers > 1 and getattr(labeller, "waits", True):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+      verdicts = list(pool.map(run, jobs))
+  else:
+    verdicts = list(map(run, jobs))
   out: dict = {}
   for (domain, url, date, taxonomy), verdict in zip(jobs, verdicts):
     out.setdefault(domain, {}).setdefault(url, {}).setdefault(date, {})[taxonomy] = verdict.code

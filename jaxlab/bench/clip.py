@@ -1,25 +1,31 @@
 """`jaxlab bench clip`: one contrastive train step (image + text forward, backward, AdamW) of our CLIP beside
-transformers' `CLIPModel` on the same config, in the same process.
+transformers' `CLIPModel` on the same config and batch.
 
 Our side is the train loop's own compiled step (`jaxlab.training.make_train_step` with the mesh, logical
 shardings and state donation of `jaxlab.training.train`); the reference is eager PyTorch with `return_loss=True`
 (the same symmetric cross-entropy on `logits_per_text`) and `torch.optim.AdamW`. In bfloat16 our side computes
-in bf16 with f32 parameters and the reference runs under `torch.autocast`. The FLOPs (XLA's count of our step)
+in bf16 with f32 parameters and the reference runs under `torch.autocast`. The FLOPs (jaxlab's count of our step)
 are used for both rows' MFU.
 """
 
-import jax
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxlab.bench import common
-from jaxlab.errors import UserError
 from jaxlab.models import clip
 from jaxlab.training import Task
 
 # "small": a CLIP that a laptop CPU steps through in about a second; "paper": ViT-B/32 (spec §3.1).
 SIZES = {
+    "tiny": dict(
+        text=clip.CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=8, eos_token_id=127),
+        vision=clip.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                     image_size=16, patch_size=8),
+        projection_dim=16, batch_size=4),
     "small": dict(
         text=clip.CLIPTextConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
         vision=clip.CLIPVisionConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
@@ -75,23 +81,19 @@ def _reference_step(module, batch, dtype):
 
 
 def run(batch_size: int | None = None, steps: int = 10, dtype: str = "float32", reference: bool = True,
-        config: str = "small") -> dict:
-  if config not in SIZES:
-    raise UserError(f"no CLIP size {config!r}; choose {', '.join(SIZES)}")
-  size = SIZES[config]
+        config: str = "small", out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "clip")
   batch_size = batch_size or size["batch_size"]
-  devices = jax.device_count()
-  if batch_size % devices:
-    raise UserError(f"--batch-size {batch_size} does not split over {devices} devices")
   module = clip.CLIPModel(size["text"], size["vision"], projection_dim=size["projection_dim"],
                           dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   batch = random_batch(module, batch_size)
   setup = {"model": f"CLIP {config}: text {size['text'].num_hidden_layers}x{size['text'].hidden_size}, "
                     f"vision {size['vision'].num_hidden_layers}x{size['vision'].hidden_size} "
                     f"patch {size['vision'].patch_size} at {size['vision'].image_size}px",
-           "step": "forward + contrastive loss + backward + AdamW", "devices": devices}
+           "step": "forward + contrastive loss + backward + AdamW"}
   return common.side_by_side(
       f"CLIP train step ({config}, {dtype})", setup, steps=steps, batch_size=batch_size, dtype=dtype,
-      ours=("jaxlab CLIP (Flax, jit)", make_task(module), batch), devices=jax.devices(),
+      ours=("jaxlab CLIP (Flax, jit)", make_task(module), batch),
       reference=("transformers CLIPModel", "eager; MFU from our step's FLOP count",
-                 lambda: _reference_step(module, batch, dtype)) if reference else None)
+                 functools.partial(_reference_step, module, batch, dtype)) if reference else None,
+      out_dir=out_dir)

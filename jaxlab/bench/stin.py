@@ -7,6 +7,8 @@ full step: forward in training mode, cross-entropy, backward, gradient clipping 
 momentum and weight decay, as the method trains.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,6 +20,7 @@ from jaxlab.bench import common
 from jaxlab.models import stin
 
 SIZES = {
+    "tiny": dict(config=stin.variant_config("stin_oie_nl", num_classes=5, coord_feature_dim=16), batch_size=8),
     "small": dict(config=stin.variant_config("stin_oie_nl", coord_feature_dim=128), batch_size=72),
     # The paper's STIN+OIE+NL: d=256, 4 boxes x 8 frames, 174 classes, batch 72.
     "paper": dict(config=stin.variant_config("stin_oie_nl", coord_feature_dim=256), batch_size=72),
@@ -122,8 +125,9 @@ def _torch_step(c: stin.STINConfig, batch: dict, dtype: str):
   return one, memory, device
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small",
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "stin")
   c = size["config"]
   batch_size = batch_size or size["batch_size"]
   module = stin.STIN(c, dtype=jnp.dtype(dtype))
@@ -135,4 +139,5 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "stin train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab STIN (jit)", _task(module, batch), batch),
       reference=("PyTorch STIN, written here", "no PyTorch package has STIN; same FLOPs assumed as ours",
-                 lambda: _torch_step(c, batch, dtype)) if reference else None)
+                 functools.partial(_torch_step, c, batch, dtype)) if reference else None,
+      out_dir=out_dir)

@@ -4,6 +4,8 @@ Both sides run the SD training step: UNet forward on noisy latents with text emb
 backward and an Adam update.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,12 @@ from jaxlab.bench import common
 from jaxlab.models import unet2d
 
 SIZES = {
+    # One level of SD 1.x's UNet (ResNets, self- and cross-attention) and its middle block.
+    "tiny": dict(config=unet2d.UNet2DConfig(
+        sample_size=8, block_out_channels=(32,), layers_per_block=(1,), norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D",), up_block_types=("CrossAttnUpBlock2D",),
+        only_cross_attention=(False,), cross_attention_dim=(16,), attention_head_dim=(2,),
+        transformer_layers_per_block=(1,)), batch_size=1),
     # Small enough for a CPU; SD 1.x's structure (4 levels, 2 layers each, cross-attention on 3) made narrow.
     "small": dict(config=unet2d.UNet2DConfig(
         sample_size=32, block_out_channels=(32, 64, 128, 128), attention_head_dim=(4, 4, 4, 4)), batch_size=2),
@@ -58,8 +66,9 @@ def _reference_step(c: unet2d.UNet2DConfig, batch: dict, dtype: str):
   return one, memory, device
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small",
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "unet2d")
   c = size["config"]
   batch_size = batch_size or size["batch_size"]
   module = unet2d.UNet2DConditionModel(c, dtype=jnp.dtype(dtype))
@@ -77,4 +86,5 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "unet2d train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab UNet2DConditionModel (jit)", _task(module), batch),
       reference=("diffusers UNet2DConditionModel", "same FLOPs assumed as ours (same model and batch)",
-                 lambda: _reference_step(c, batch, dtype)) if reference else None)
+                 functools.partial(_reference_step, c, batch, dtype)) if reference else None,
+      out_dir=out_dir)

@@ -3,6 +3,8 @@
 Both sides run a full training step: forward, cross-entropy, backward and an AdamW update.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,9 @@ from jaxlab.bench import common
 from jaxlab.models import video_vit
 
 SIZES = {
+    "tiny": dict(config=video_vit.VideoViTConfig(
+        image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, num_labels=5), batch_size=2),
     # Small enough for a CPU; the same structure as VideoMAE-B.
     "small": dict(config=video_vit.VideoViTConfig(
         image_size=112, patch_size=16, num_frames=8, tubelet_size=2, hidden_size=384, num_hidden_layers=4,
@@ -56,8 +61,9 @@ def _torch_step(c: video_vit.VideoViTConfig, video: np.ndarray, labels: np.ndarr
   return one, memory, device
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small") -> dict:
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small",
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "video_vit")
   c = size["config"]
   batch_size = batch_size or size["batch_size"]
   module = video_vit.VideoViTClassifier(c, dtype=jnp.dtype(dtype))
@@ -71,4 +77,5 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "video_vit train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab VideoViTClassifier (jit)", _task(module, batch_size), {"video": video, "label": labels}),
       reference=("transformers VideoMAE", "MFU from our step's FLOP count (same model and batch)",
-                 lambda: _torch_step(c, video, labels, dtype)) if reference else None)
+                 functools.partial(_torch_step, c, video, labels, dtype)) if reference else None,
+      out_dir=out_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from jaxlab.data.cli import DATASETS_DIR
+from jaxlab.data.cli import builder_names
 from jaxlab.errors import UserError
 
 FILE_FORMAT = "array_record"
@@ -55,7 +55,7 @@ def _found(name: str, data_dir, error: Exception) -> str:
 
 def _build_command(name: str, data_dir) -> str:
   dataset, _, config = name.partition(":")[0].partition("/")
-  if (DATASETS_DIR / dataset / f"{dataset}_dataset_builder.py").is_file():
+  if dataset in builder_names():
     return (f"build it with `jaxlab data build {dataset} --manual-dir M --data-dir {data_dir}"
             + (f" --config {config}`" if config else "`") + f" (or `tfds build datasets/{dataset} ...`, which "
             f"writes {FILE_FORMAT} too)")

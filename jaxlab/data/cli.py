@@ -43,6 +43,9 @@ def _airletters_synth(args, overrides) -> int:
     height, width = (int(v) for v in args.size.split("x"))
   except ValueError:
     raise UserError(f"--per-class {args.per_class!r} / --size {args.size!r} not understood") from None
+  if min(height, width) < 16 or min(per_class.values()) < 0 or not set(per_class) <= {"train", "validation", "test"}:
+    raise UserError(f"--size {args.size} must be at least 16x16 and --per-class {args.per_class} give counts >= 0 "
+                    "for train, validation, test")
   root = airletters_synth.write_dataset(args.out, per_class, seed=args.seed, height=height, width=width)
   print(f"wrote {root}")
   return 0

@@ -1,8 +1,9 @@
 """grain pipelines over random-access sources (`tfds.data_source` splits, lists): training and evaluation.
 
-Training: this process' slice of the source, reshuffled every epoch, a seeded per-example transform, batched;
-the iterator's position is checkpointed by the loop. Evaluation: every example exactly once, in order, in
-fixed-size batches padded at the end and marked by a `mask`, the same number of batches on every process.
+Training: the source reshuffled every epoch, a seeded per-example transform, and this process' rows of each
+global batch; the iterator's position is checkpointed by the loop. Evaluation: every example exactly once, in
+order, in fixed-size batches padded at the end and marked by a `mask`, the same number of batches on every
+process.
 """
 
 from collections.abc import Callable, Iterator
@@ -21,18 +22,28 @@ def per_process_batch(global_batch: int) -> int:
   return global_batch // jax.process_count()
 
 
+def process_batches(ds: grain.MapDataset, global_batch: int) -> grain.MapDataset:
+  """This process' rows of each global batch, where global batch k is `ds[k * global_batch:(k + 1) * global_batch]`.
+
+  Process p reads rows p * local ... (p + 1) * local - 1 of each global batch (and decodes only those), so
+  every global batch holds the same examples on any number of processes: the loss curve does not depend on
+  how many hosts run it. `jax.make_array_from_process_local_data` places them on the process' devices.
+  """
+  local = ds.batch(per_process_batch(global_batch), drop_remainder=True)
+  return local[jax.process_index()::jax.process_count()]
+
+
 def training_dataset(source, transform: Callable, *, batch_size: int, seed: int, workers: int = 0,
                      threads: int = 8) -> grain.IterDataset:
-  """Infinite batches of `transform(example, rng)` over this process' slice of `source`.
+  """Infinite batches of `transform(example, rng)` over `source`: this process' rows of each global batch.
 
   `batch_size` is global. `workers` > 0 decodes in that many processes (grain multiprocessing).
   """
-  ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-  if len(ds) == 0:
-    raise UserError("the training split is empty on this process")
-  ds = ds.shuffle(seed=seed).repeat().random_map(transform, seed=seed)
-  ds = ds.batch(per_process_batch(batch_size), drop_remainder=True)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+  if len(source) == 0:
+    raise UserError("the training split is empty")
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat().random_map(transform, seed=seed)
+  it = process_batches(ds, batch_size).to_iter_dataset(
+      grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
   if workers > 0:
     from absl import flags
     if not flags.FLAGS.is_parsed():

@@ -42,21 +42,19 @@ class FrozenCLIP:
   """
 
   def __init__(self, folder, dtype=jnp.float32):
-    from jaxlab.models import clip, load_pretrained
+    from jaxlab.models import load_pretrained
     self.folder = Path(folder)
-    self.module, params = load_pretrained(self.folder, dtype=dtype)
-    if not isinstance(self.module, clip.CLIPModel):
-      raise UserError(f"{folder} holds a {type(self.module).__name__}; the spelling method needs a CLIPModel")
+    self.module, params = load_pretrained(self.folder, dtype=dtype, expect=("CLIPModel",))
     tokenizer_dir = next((d for d in (self.folder / "tokenizer", self.folder) if (d / "vocab.json").is_file()), None)
     context = self.module.text_config.max_position_embeddings
     self.tokenizer = CLIPTokenizer.load(tokenizer_dir, context_length=context) if tokenizer_dir else \
         CLIPTokenizer.default(context_length=context)
     self.image_size = self.module.vision_config.image_size
-    mesh = parallel.make_mesh({"data": -1})
+    mesh = parallel.make_mesh({"data": -1}, devices=jax.local_devices())  # this process' devices only
     devices = mesh.devices.size
     self.image_chunk, self.text_chunk = (-(-n // devices) * devices for n in (192, 256))
     self.params = jax.device_put(params, parallel.replicated(mesh))
-    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    batch = self._batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
     def normalised(x):
       return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
@@ -81,14 +79,17 @@ class FrozenCLIP:
 
   def images(self, pixels: np.ndarray) -> np.ndarray:
     """Preprocessed `[B, H, W, 3]` -> `[B, D]`."""
-    out = [np.asarray(self._images(self.params, x))[:rows] for (x,), rows in self._chunks([pixels], self.image_chunk)]
+    put = lambda x: jax.device_put(x, self._batch)  # numpy may not meet a sharding in a multi-process jit
+    out = [np.asarray(self._images(self.params, put(x)))[:rows]
+           for (x,), rows in self._chunks([pixels], self.image_chunk)]
     return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
   def texts(self, texts: list[str]) -> np.ndarray:
     if not texts:
       return np.zeros((0, self.dim), np.float32)
     tokens = self.tokenizer(texts)
-    out = [np.asarray(self._texts(self.params, ids, mask))[:rows]
+    put = lambda x: jax.device_put(x, self._batch)
+    out = [np.asarray(self._texts(self.params, put(ids), put(mask)))[:rows]
            for (ids, mask), rows in self._chunks([tokens["input_ids"], tokens["attention_mask"]], self.text_chunk)]
     return np.concatenate(out)
 
@@ -201,7 +202,8 @@ def manifest_for(config, clip_folder) -> dict:
 def extract(config, features_dir, clip_folder, log=print) -> Path:
   """Encodes both splits (and the typographic set) into `features_dir`, unless a matching store is there.
 
-  Encoding runs in one process (over all of its devices); a multi-host run needs the store made beforehand.
+  Encoding runs in one process, over its own devices (`spelling.prepare_features` runs it on process 0 of a
+  multi-host run while the others wait; a large store is better made once beforehand, by a one-host run).
   """
   features_dir = Path(features_dir)
   manifest = manifest_for(config, clip_folder)
@@ -212,9 +214,6 @@ def extract(config, features_dir, clip_folder, log=print) -> Path:
       return features_dir
     raise UserError(f"{features_dir} holds features of another configuration (see its manifest.json); "
                     "delete it or set --config.features_dir to a new folder")
-  if jax.process_count() > 1:
-    raise UserError(f"{features_dir} holds no feature store; encode it first with a single-process run "
-                    "(the same config on one host), then start the multi-host run")
   clip = FrozenCLIP(clip_folder)
   data = config.data
   counts = {}

@@ -18,9 +18,9 @@ The base is never copied or rebuilt: a step takes it as frozen input and applies
 """
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,7 +68,7 @@ def restore(workdir, adapter: Adapter, step: int | None = None) -> tuple[dict, i
   """(the adapter's params as host arrays, their step) from the latest (or `step`'s) checkpoint of a training
   run in `workdir`, read from its abstract params alone: no Task, no optimiser state. Every process gets them
   whole."""
-  checkpointer = Checkpointer(Path(workdir) / "checkpoints", asynchronous=False)
+  checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints", asynchronous=False)
   try:
     step = checkpointer.latest_step() if step is None else step
     if step is None:

@@ -11,24 +11,28 @@ e.g. a slider) go on top, each with its scale, all in one compiled sampler:
   jaxlab generate ... --lora age.safetensors --scales=-2,-1,0,1,2      # one strip per image, scales left to right
 """
 
+from pathlib import Path
 import sys
+
+from jaxlab.errors import UserError
 
 
 def register(subparsers) -> None:
+  from jaxlab.cli import at_least
   p = subparsers.add_parser("generate", help="text-to-image with a local Stable Diffusion (XL) folder (DDIM + CFG)")
   p.add_argument("--pipeline", required=True, help="a local diffusers pipeline folder (model_index.json, unet/, ...)")
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--prompt", help="one prompt")
   source.add_argument("--prompts", help="a CSV with prompt, evaluation_seed, case_number")
   p.add_argument("--seed", type=int, default=0, help="the seed for --prompt")
-  p.add_argument("--num-images", type=int, default=1, help="images per prompt")
-  p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+  p.add_argument("--num-images", type=at_least(1), default=1, help="images per prompt")
+  p.add_argument("--steps", type=at_least(1), default=50, help="DDIM steps")
   p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
   p.add_argument("--negative-prompt", default=None,
                  help="default: the empty prompt (SD), zero conditioning (SDXL), as diffusers")
   p.add_argument("--height", type=int, default=None)
   p.add_argument("--width", type=int, default=None)
-  p.add_argument("--batch-size", type=int, default=1, help="prompts per compiled call")
+  p.add_argument("--batch-size", type=at_least(1), default=1, help="prompts per compiled call")
   p.add_argument("--noise", choices=["jax", "torch"], default="jax",
                  help="initial latents from JAX's RNG, or torch.manual_seed(seed) as the papers' scripts")
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="UNet/text compute dtype")
@@ -46,7 +50,6 @@ def register(subparsers) -> None:
 
 
 def _number_list(text: str, flag: str) -> list[float]:
-  from jaxlab.errors import UserError
   try:
     return [float(v) for v in text.split(",")]
   except ValueError:
@@ -80,22 +83,26 @@ def _generate(args, overrides) -> int:
   import jax.numpy as jnp
 
   from jaxlab.diffusion import finetune, generate, pipeline
-  from jaxlab.errors import UserError
-  from jaxlab.models import load_pretrained, unet2d
+  from jaxlab.models import load_pretrained, unet2d, weights
 
+  # The user's files are read first: a mistake in them is found before the pipeline loads.
+  if Path(args.out).is_file():
+    raise UserError(f"--out {args.out} is a file; pass a folder for the images (it is created if missing)")
   scales = _number_list(args.scales, "--scales") if args.scales else None
   if scales and not args.lora:
     raise UserError("--scales sweeps the scale of a LoRA: add --lora FILE")
-  if args.prompts:  # read first: a mistake in the prompt file is found before the models load
+  if args.prompts:
     rows = generate.read_prompt_csv(args.prompts)
   else:
     rows = [generate.PromptRow(args.prompt, args.seed, str(args.seed))]
+  if args.unet:
+    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype), expect=("UNet2DConditionModel",))
+  changed = weights.read_safetensors_file(args.unet_weights) if args.unet_weights else None
   pipe = pipeline.load_pipeline(args.pipeline, dtype=jnp.dtype(args.dtype))
   if args.unet:
-    unet, unet_params = load_pretrained(args.unet, dtype=jnp.dtype(args.dtype))
     pipe = dataclasses.replace(pipe, unet=unet, params={**pipe.params, "unet": pipeline.place(unet_params)})
-  if args.unet_weights:
-    unet_params = finetune.load_subset(pipe.params["unet"], args.unet_weights, unet2d.LAYER_LISTS)
+  if changed is not None:
+    unet_params = finetune.load_subset(pipe.params["unet"], changed, unet2d.LAYER_LISTS, name=args.unet_weights)
     pipe = dataclasses.replace(pipe, params={**pipe.params, "unet": pipeline.place(unet_params)})
   loras = _load_loras(pipe, args.lora)
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from flax import traverse_util
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from jaxlab.errors import UserError
 from jaxlab.models import weights
@@ -58,9 +58,11 @@ def save_subset(path, subset: Mapping, layer_lists=frozenset()) -> Path:
   return path
 
 
-def load_subset(params: Mapping, source, layer_lists=frozenset()) -> dict:
-  """`params` with the tensors of a diffusers-named state dict (a safetensors path or a dict) put in place."""
-  state = load_file(str(source)) if isinstance(source, (str, Path)) else dict(source)
+def load_subset(params: Mapping, source, layer_lists=frozenset(), name: str | None = None) -> dict:
+  """`params` with the tensors of a diffusers-named state dict (a safetensors path, or a dict read from `name`)
+  put in place."""
+  state = weights.read_safetensors_file(source) if isinstance(source, (str, Path)) else dict(source)
+  source = name or source
   names = diffusers_names(params, layer_lists)
   by_name = {name: path for path, name in names.items()}
   unknown = sorted(set(state) - set(by_name))

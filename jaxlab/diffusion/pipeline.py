@@ -84,11 +84,11 @@ class StableDiffusion:
     """A local diffusers pipeline folder; `dtype` is the compute dtype (params stay float32). The VAE runs in
     float32 when its config asks for it (`force_upcast`), as diffusers does."""
     folder = check_pipeline_folder(folder)
-    unet, unet_params = load_pretrained(folder / "unet", dtype=dtype)
-    vae, vae_params = load_pretrained(folder / "vae")
+    unet, unet_params = load_pretrained(folder / "unet", dtype=dtype, expect=("UNet2DConditionModel",))
+    vae, vae_params = load_pretrained(folder / "vae", expect=("AutoencoderKL",))
     if not vae.config.force_upcast:
       vae = vae.clone(dtype=dtype)
-    text_encoder, text_params = load_pretrained(folder / "text_encoder", dtype=dtype)
+    text_encoder, text_params = load_pretrained(folder / "text_encoder", dtype=dtype, expect=("CLIPTextModel",))
     return cls(unet, vae, text_encoder, CLIPTokenizer.from_folder(folder / "tokenizer"),
                NoiseSchedule.from_folder(folder / "scheduler"),
                place({"unet": unet_params, "vae": vae_params, "text_encoder": text_params}))
@@ -186,7 +186,8 @@ class StableDiffusionXL(StableDiffusion):
   def load(cls, folder, dtype=jnp.float32) -> "StableDiffusionXL":
     folder = check_pipeline_folder(folder, XL_COMPONENTS)
     base = StableDiffusion.load(folder, dtype)
-    text_encoder_2, text_params_2 = load_pretrained(folder / "text_encoder_2", dtype=dtype)
+    text_encoder_2, text_params_2 = load_pretrained(folder / "text_encoder_2", dtype=dtype,
+                                                    expect=("CLIPTextModelWithProjection",))
     index = json.loads((folder / "model_index.json").read_text())
     shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(StableDiffusion) if f.name != "params"}
     return cls(**shared, params={**base.params, "text_encoder_2": place(text_params_2)},
@@ -342,7 +343,7 @@ def write_tiny_random_xl(folder, seed: int = 0, sample_size: int = 8) -> Path:
   level, deeper transformers below, linear projections, `text_time` conditioning on 6 size ids), two 2-layer text
   encoders of width 32 (the second with a projection, and `!` padding as SDXL's), the tiny VAE."""
   unet = UNet2DConditionModel(UNet2DConfig(
-      sample_size=sample_size, block_out_channels=(32, 64), layers_per_block=(2, 2), norm_num_groups=8,
+      sample_size=sample_size, block_out_channels=(32, 64), layers_per_block=(1, 1), norm_num_groups=8,
       down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
       cross_attention_dim=(64, 64), attention_head_dim=(2, 4), transformer_layers_per_block=(1, 2),
       only_cross_attention=(False, False), use_linear_projection=True, addition_embed_type="text_time",

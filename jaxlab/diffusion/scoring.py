@@ -26,7 +26,6 @@ from jaxlab.data import clip_images
 from jaxlab.data.clip_tokenizer import CLIPTokenizer
 from jaxlab.errors import UserError
 from jaxlab.models import load_pretrained
-from jaxlab.models.clip import CLIPModel
 
 Classifier = Callable[[Sequence[Path], Sequence], dict]
 
@@ -35,9 +34,7 @@ class CLIPScorer:
   """Cosine similarities between images and texts under a local CLIP model."""
 
   def __init__(self, folder, batch_size: int = 32):
-    module, self.params = load_pretrained(folder)
-    if not isinstance(module, CLIPModel):
-      raise UserError(f"{folder} holds a {type(module).__name__}; CLIP scores need a full CLIPModel folder")
+    module, self.params = load_pretrained(folder, expect=("CLIPModel",))
     self.module, self.batch_size = module, batch_size
     self.tokenizer = CLIPTokenizer.load(folder if (Path(folder) / "vocab.json").is_file() else None,
                                         context_length=module.text_config.max_position_embeddings)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxlab import parallel
 from jaxlab.diffusion import sampler
 from jaxlab.diffusion.pipeline import write_tiny_random, write_tiny_random_xl
 from jaxlab.diffusion.schedules import NoiseSchedule
@@ -27,8 +28,8 @@ def pipeline_folder(pretrained: str, workdir, sample_size: int) -> Path:
   `sample_size`²) written once under the workdir."""
   if pretrained in _TINY_WRITERS:
     folder = Path(workdir) / pretrained
-    if not (folder / "model_index.json").is_file():
-      _TINY_WRITERS[pretrained](folder, seed=0, sample_size=sample_size)
+    parallel.write_once(f"{pretrained} pipeline", lambda: (folder / "model_index.json").is_file() or
+                        _TINY_WRITERS[pretrained](folder, seed=0, sample_size=sample_size))
     return folder
   if not pretrained:
     raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or "

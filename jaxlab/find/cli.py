@@ -126,16 +126,17 @@ def _score(args) -> int:
 
 
 def register(subparsers) -> None:
+  from jaxlab.cli import at_least
   parser = subparsers.add_parser("find", help="the FIND function-description benchmark")
   verbs = parser.add_subparsers(dest="find_command", required=True, metavar="VERB")
 
   p = verbs.add_parser("build", help="write a benchmark folder (generated, or rebuilt from a release)")
   p.add_argument("--out", required=True)
   p.add_argument("--release", help="a released FIND folder (numeric/data.json, neurons_*/...) to rebuild from")
-  p.add_argument("--numeric", type=int, default=1000, help="numeric functions to generate (without --release)")
-  p.add_argument("--strings", type=int, default=1000, help="string functions to generate")
+  p.add_argument("--numeric", type=at_least(0), default=1000, help="numeric functions to generate (without --release)")
+  p.add_argument("--strings", type=at_least(0), default=1000, help="string functions to generate")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--mlp-epochs", type=int, default=None, help="epochs for the MLP approximations (default 10000)")
+  p.add_argument("--mlp-epochs", type=at_least(1), default=None, help="epochs for the MLP approximations (default 10000)")
   p.add_argument("--categories", default="", help="comma-separated subset of " + ",".join(CATEGORIES))
   p.set_defaults(handler=lambda args, overrides: _build(args))
 
@@ -150,7 +151,7 @@ def register(subparsers) -> None:
   p.add_argument("--single-round", action="store_true", help="MILAN-style: one experiment, then a description")
   p.add_argument("--temperature", type=float, default=0.0)
   p.add_argument("--strict-system-prompt", action="store_true", help="the original's Llama-2 system prompt")
-  p.add_argument("--limit", type=int, default=0, help="only the first N functions")
+  p.add_argument("--limit", type=at_least(0), default=0, help="only the first N functions")
   p.add_argument("--functions", default="", help="comma-separated function names (f00003,...)")
   p.set_defaults(handler=lambda args, overrides: _interpret(args))
 
@@ -159,5 +160,5 @@ def register(subparsers) -> None:
   p.add_argument("--results", required=True)
   p.add_argument("--judge", default=None, help="LM for the description unit tests (openai:MODEL@URL, ...)")
   p.add_argument("--categories", default="")
-  p.add_argument("--workers", type=int, default=2, help="parallel sandboxes")
+  p.add_argument("--workers", type=at_least(1), default=2, help="parallel sandboxes")
   p.set_defaults(handler=lambda args, overrides: _score(args))

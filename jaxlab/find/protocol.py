@@ -218,7 +218,8 @@ def interpret(functions: Sequence, lm: LM, out: str | Path, *, hints: bool = Fal
   """Interprets `functions` (one category) into `out/<category>[_hints|_single_round]/fNNNNN/`.
 
   Resumable: functions whose `description.txt` exists are skipped. A function whose dialogue keeps failing
-  (the LM endpoint down after its retries) gets an `error.txt` and is retried on the next run.
+  gets an `error.txt` and is retried on the next run; when the LM endpoint stays down after its retries, the
+  run stops there (a `UserError`), since every other function would wait out the same retries.
   """
   counts = {"done": 0, "skipped": 0, "failed": 0}
   if not functions:
@@ -238,6 +239,8 @@ def interpret(functions: Sequence, lm: LM, out: str | Path, *, hints: bool = Fal
       except UserError:
         raise
       except TransientError as e:  # the LM is unreachable even after its retries: every function would wait too
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / "error.txt", f"{type(e).__name__}: {e}")
         raise UserError(f"{lm.name} did not answer while interpreting {function.name} ({e}), after its retries; "
                         f"start it or check --backend, then rerun: the {counts['done'] + counts['skipped']} "
                         "functions already interpreted are kept") from None

@@ -17,6 +17,7 @@ import random
 import string as _string
 from collections.abc import Sequence
 
+from jaxlab.errors import UserError
 from jaxlab.find import source, string_ops
 
 
@@ -401,6 +402,9 @@ def unit_tests(functions: Sequence[StringFunction], seed: int = 0, n_tests: int 
   The distractors are executions of other functions on their own inputs, kept only when they are not
   also a true execution of this function.
   """
+  if len(functions) == 1:
+    raise UserError("one string function cannot have unit tests: their distractors come from the other "
+                    "functions; generate at least 2 (--strings 2)")
   rng = random.Random(seed)
   state = random.getstate()
   random.seed(seed)  # the stochastic operations draw from `random`

@@ -46,16 +46,10 @@ def get(name: str, needs: str | None = None):
   return module
 
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "train" / "configs"
-
-
 def _config_keys(name: str) -> set[str] | None:
-  """The top-level keys of `train/configs/<name>.py`'s default config, where this checkout has it."""
-  path = CONFIGS_DIR / f"{name}.py"
-  if not path.is_file():
-    return None
-  from jaxlab.training.config import load_config
-  return set(load_config(str(path)).keys())
+  """The top-level keys of the method's packaged config (`train/configs/<name>.py`), where it has one."""
+  from jaxlab.training.config import config_names, load_config
+  return set(load_config(name).keys()) if name in config_names() else None
 
 
 def check_config(name: str, config, source: str, fix: str) -> None:

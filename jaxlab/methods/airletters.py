@@ -25,6 +25,7 @@ from jaxlab.models import cnn3d, video_vit, weights
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+VIDEOMAE_CLASSES = ("VideoMAEForVideoClassification", "VideoMAEModel")  # what --config.pretrained may hold
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -34,7 +35,7 @@ def make_model(config) -> nn.Module:
   m = config.model
   if config.model_name == "video_vit":
     if config.pretrained:
-      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype)
+      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype, expect=VIDEOMAE_CLASSES)
       if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
         raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
                         f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")
@@ -127,7 +128,7 @@ def make_task(config, workdir=None) -> training.Task:
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def pretrained():
-    _, params = weights.load_pretrained(config.pretrained)
+    _, params = weights.load_pretrained(config.pretrained, expect=VIDEOMAE_CLASSES)
     init = nn.meta.unbox(jax.eval_shape(init_variables, jax.random.key(0)))["params"]
     # The classifier is new (38 AirLetters classes): keep its fresh initialisation's shape, zero weights.
     params["classifier"] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init["classifier"])
@@ -207,6 +208,18 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> Path:
   return path
 
 
+def write_split_metrics(result: dict, split: str, step: int, out_dir: Path) -> None:
+  """`metrics_<split>.json` (with per-class accuracy and the confusion matrix) and `confusion_<split>.png`."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  plot_confusion(result["confusion"], out_dir / f"confusion_{split}.png",
+                 f"AirLetters {split}, step {step}: top-1 {100 * result['top1']:.1f}%")
+  record = {"step": step, **{k: v for k, v in result.items() if k not in ("per_class", "confusion")}}
+  record["per_class"] = {airletters.short_name(label): (None if np.isnan(a) else float(a))
+                         for label, a in zip(airletters.LABELS, result["per_class"])}
+  record["confusion"] = result["confusion"].tolist()
+  (out_dir / f"metrics_{split}.json").write_text(json.dumps(record, indent=2))
+
+
 def evaluate(config, workdir, step=None) -> dict:
   """Evaluates a checkpoint on `config.eval_split` and `test`; writes metrics JSON and confusion PNGs."""
   task = make_task(config, workdir)
@@ -216,20 +229,13 @@ def evaluate(config, workdir, step=None) -> dict:
   model, splits = make_model(config), load_splits(config)
   mesh = parallel.make_mesh(dict(config.mesh))
   out_dir = Path(workdir) / "eval"
-  out_dir.mkdir(parents=True, exist_ok=True)
   step = int(state["step"])
   summary = {"step": step}
   for split in dict.fromkeys([config.eval_split, "test"]):
     if split not in splits:
       continue
     result = evaluate_split(model, state["params"], state["model_state"], splits[split], config, mesh)
-    plot_confusion(result["confusion"], out_dir / f"confusion_{split}.png",
-                   f"AirLetters {split}, step {step}: top-1 {100 * result['top1']:.1f}%")
-    record = {"step": step, **{k: v for k, v in result.items() if k not in ("per_class", "confusion")}}
-    record["per_class"] = {airletters.short_name(label): (None if np.isnan(a) else float(a))
-                           for label, a in zip(airletters.LABELS, result["per_class"])}
-    record["confusion"] = result["confusion"].tolist()
-    (out_dir / f"metrics_{split}.json").write_text(json.dumps(record, indent=2))
+    parallel.write_once(f"{split} metrics", lambda: write_split_metrics(result, split, step, out_dir))
     summary.update({f"{split}/top1": result["top1"], f"{split}/top5": result["top5"],
                     f"{split}/mean_class_accuracy": result["mean_class_accuracy"]})
   return summary
@@ -239,15 +245,17 @@ def export(config, workdir) -> list[Path]:
   """The trained classifier in transformers' VideoMAE layout (video ViT), or as flat safetensors (3D CNN)."""
   task = make_task(config, workdir)
   state = training.load_for_eval(task, config, workdir)
+  variables = parallel.gather_to_host({"params": state["params"], **state["model_state"]})
   out = Path(workdir) / "export"
-  model = make_model(config)
-  params = jax.device_get(state["params"])
+  return parallel.write_once("export", lambda: write_export(make_model(config), variables, out)) or []
+
+
+def write_export(model, variables: dict, out: Path) -> list[Path]:
   if isinstance(model, video_vit.VideoViTClassifier):
-    return [weights.save_pretrained(out / "videomae", model, params)]
+    return [weights.save_pretrained(out / "videomae", model, variables["params"])]
   from flax import traverse_util
   from safetensors.numpy import save_file
   out.mkdir(parents=True, exist_ok=True)
-  variables = {"params": params, **jax.device_get(state["model_state"])}
   flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
   save_file(flat, str(out / "resnext3d.safetensors"))
   return [out / "resnext3d.safetensors"]

@@ -36,7 +36,8 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 from PIL import Image
 
-from jaxlab import training
+from jaxlab import parallel, training
+from jaxlab.data import pipeline
 from jaxlab.diffusion import adapters, finetune, generate, scoring, tuning
 from jaxlab.diffusion.pipeline import StableDiffusion, latent_noise
 from jaxlab.diffusion.schedules import NoiseSchedule
@@ -216,12 +217,9 @@ def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
     loss = erase_loss(config, setup, trained, base, frozen["text"], x_t, batch["t_query"], batch["concept"])
     return loss, ({}, model_state)
 
-  per_process = config.batch_size // jax.process_count()
-
   def train_data():
-    ds = grain.MapDataset.range(2**40)[jax.process_index()::jax.process_count()]
-    ds = ds.random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
-    return ds.batch(per_process, drop_remainder=True).to_iter_dataset()
+    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_example(config, setup, rng), seed=config.seed)
+    return pipeline.process_batches(ds, config.batch_size).to_iter_dataset()
 
   metrics = erase_metrics_fn(config, setup)
   return training.Task(
@@ -303,11 +301,16 @@ def evaluate(config, workdir, step=None) -> dict:
   setup = make_setup(config, workdir)
   trainable, step = adapters.restore(workdir, setup.adapter, step)
   results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:
-    results.update(generation_eval(config, setup, trainable, workdir, step))
+  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generated images", lambda: generation_eval(
+        config, setup, trainable, workdir, step)) or {})
   out = Path(workdir) / "eval" / f"step_{step}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  def write():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+
+  parallel.write_once(out.name, write)
   return results
 
 
@@ -317,13 +320,28 @@ def export(config, workdir) -> list[Path]:
   setup = make_setup(config, workdir)
   trainable, _ = adapters.restore(workdir, setup.adapter)
   out = Path(workdir) / "export"
-  unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
-                         setup.adapter.apply(trainable, setup.original))
-  return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  def write():
+    unet = save_pretrained(out / "unet", setup.unet.clone(remat_policy=None),
+                           setup.adapter.apply(trainable, setup.original))
+    return [unet, finetune.save_subset(out / "esd.safetensors", trainable, unet2d.LAYER_LISTS)]
+
+  return parallel.write_once("export", write) or []
 
 
 # ----------------------------------------------------------------------------------------------- demo
 
+def before_after(config, setup: Setup, trainable, path: Path) -> tuple[Path, list[str]]:
+  """A PNG of images for the concept and for `preserve_prompt` (two seeds each): the original UNet's on top,
+  the erased one's below; and the prompts, left to right."""
+  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
+  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
+  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
+  before = setup.pipe.generate(prompts, noise, config.eval_steps)
+  after = setup.pipe.generate(prompts, noise, config.eval_steps,
+                              unet_params=setup.adapter.apply(trainable, setup.original))
+  tuning.image_grid([before, after], scale=4).save(path)
+  return Path(path), prompts
 
 
 def demo(workdir) -> DemoSection:
@@ -338,14 +356,7 @@ def demo(workdir) -> DemoSection:
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
 
-  prompts = [p for p in (setup.concepts[0], config.preserve_prompt) for _ in range(2)]
-  shape = setup.pipe.latent_shape(1, config.image_size, config.image_size)
-  noise = np.concatenate([latent_noise(seed, shape) for seed in range(len(prompts))])
-  before = setup.pipe.generate(prompts, noise, config.eval_steps)
-  after = setup.pipe.generate(prompts, noise, config.eval_steps,
-                              unet_params=setup.adapter.apply(trainable, setup.original))
-  grid = workdir / "before_after.png"
-  tuning.image_grid([before, after], scale=4).save(grid)
+  grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
   curve = tuning.loss_curve(losses, workdir / "loss.png", "ESD-x, tiny random SD", "ESD loss")
 
   figures = {"loss_first": losses[0][1], "loss_last": losses[-1][1],

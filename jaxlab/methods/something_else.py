@@ -76,7 +76,7 @@ def _video_id(example) -> int:
   return int(value) if value.isdigit() else -1
 
 
-def _crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
+def crop_frames(frames: np.ndarray, window, size: int) -> np.ndarray:
   """The canvas crop `window` of each frame, resized to size² (one resampling from the original frame)."""
   h, w = frames.shape[1:3]
   x, y, cw, ch = window
@@ -101,7 +101,7 @@ def clip_transform(config, train: bool):
     if uses_pixels(config):
       index = se.strided_window(num_frames, config.num_frames, 2, rng)
       frames = np.stack([video_lib.decode_jpeg(example["frames"][i]) for i in index])
-      out["video"] = _crop_frames(frames, window, config.image_size)
+      out["video"] = crop_frames(frames, window, config.image_size)
     return out
 
   return transform
@@ -183,7 +183,7 @@ def _checkpoint_variables(config) -> dict:
     state = training.load_for_eval(base_task, base_config, config.fine_tune_from)
     if state is None:
       raise UserError(f"{config.fine_tune_from} has no checkpoint to fine-tune from")
-    trained = jax.device_get({"params": state["params"], **state["model_state"]})
+    trained = parallel.gather_to_host({"params": state["params"], **state["model_state"]})
     return trained_subset(base_config).apply(trained, base_task.frozen)
   if config.i3d.checkpoint:
     return {k: {"i3D": v} for k, v in load_i3d_checkpoint(config).items()}
@@ -303,8 +303,8 @@ def _restored(config, workdir, step=None):
     raise UserError(f"{workdir} has no checkpoint to evaluate; train first")
   _, classes = load_dataset(config)
   model = make_model(config, len(classes[config.train_split]))
-  variables = trained_subset(config).apply(jax.device_get({"params": state["params"], **state["model_state"]}),
-                                          task.frozen)
+  variables = trained_subset(config).apply(
+      parallel.gather_to_host({"params": state["params"], **state["model_state"]}), task.frozen)
   return model, variables, classes, int(state["step"])
 
 
@@ -331,6 +331,15 @@ def ensemble_metrics(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> d
   return classification_metrics(np.log(mean + 1e-12), labels, mean.shape[1])
 
 
+def write_metrics(result: dict, names: list[str], path: Path) -> None:
+  """The metrics JSON of one evaluation, with per-class accuracy (by class name) and the confusion matrix."""
+  record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
+  record["per_class"] = {name: (None if np.isnan(a) else float(a)) for name, a in zip(names, result["per_class"])}
+  record["confusion"] = result["confusion"].tolist()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(record, indent=2))
+
+
 def evaluate(config, workdir, step=None) -> dict:
   """Evaluates a checkpoint on `config.eval_split`, alone and ensembled with `config.ensemble_with`; writes
   metrics JSON (with per-class accuracy and the confusion matrix) to `<workdir>/eval/`."""
@@ -351,14 +360,10 @@ def evaluate(config, workdir, step=None) -> dict:
                                 mesh))
     results["ensemble/"] = ensemble_metrics(runs)
   out_dir = Path(workdir) / "eval"
-  out_dir.mkdir(parents=True, exist_ok=True)
   summary = {"step": step}
   for prefix, result in results.items():
-    record = {k: v for k, v in result.items() if k not in ("per_class", "confusion")}
-    record["per_class"] = {name: (None if np.isnan(a) else float(a)) for name, a in zip(names, result["per_class"])}
-    record["confusion"] = result["confusion"].tolist()
-    name = f"metrics_{config.eval_split}{'_ensemble' if prefix else ''}.json"
-    (out_dir / name).write_text(json.dumps(record, indent=2))
+    path = out_dir / f"metrics_{config.eval_split}{'_ensemble' if prefix else ''}.json"
+    parallel.write_once(path.name, lambda: write_metrics(result, names, path))
     summary.update({f"{prefix}{config.eval_split}/top1": result["top1"],
                     f"{prefix}{config.eval_split}/top5": result["top5"],
                     f"{prefix}{config.eval_split}/num_examples": result["num_examples"]})
@@ -369,11 +374,14 @@ def export(config, workdir) -> list[Path]:
   """The trained model as a PyTorch state dict of the original code's modules, in safetensors."""
   from safetensors.numpy import save_file
   _, variables, _, _ = _restored(config, workdir)
-  out = Path(workdir) / "export"
-  out.mkdir(parents=True, exist_ok=True)
-  path = out / f"{config.model_name}.safetensors"
-  save_file(stin.variables_to_torch(variables), str(path))
-  return [path]
+  path = Path(workdir) / "export" / f"{config.model_name}.safetensors"
+
+  def write():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(stin.variables_to_torch(variables), str(path))
+    return [path]
+
+  return parallel.write_once("export", write) or []
 
 
 # ---------------------------------------------------------------------------------------------- demo

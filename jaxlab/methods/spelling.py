@@ -24,8 +24,8 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlab import training
-from jaxlab.data import spelling_features, spelling_sources
+from jaxlab import parallel, training
+from jaxlab.data import pipeline, spelling_features, spelling_sources
 from jaxlab.errors import UserError
 from jaxlab.models import clip
 
@@ -154,8 +154,14 @@ def random_clip_folder(config, directory: Path) -> Path:
 
 
 def prepare_features(config, workdir, log=print) -> Path:
-  """The feature store of this config, encoding it with the frozen CLIP on first use."""
+  """The feature store of this config, encoding it with the frozen CLIP on first use (on process 0, with its
+  own devices, while the others wait)."""
   directory = features_dir(config, workdir)
+  parallel.write_once("spelling features", lambda: _encode_features(config, directory, log))
+  return directory
+
+
+def _encode_features(config, directory: Path, log) -> None:
   if config.clip.path == "random":
     directory.mkdir(parents=True, exist_ok=True)
     clip_folder = random_clip_folder(config, directory)
@@ -164,7 +170,7 @@ def prepare_features(config, workdir, log=print) -> Path:
     if not config.clip.path or not clip_folder.is_dir():
       raise UserError(f"clip.path {config.clip.path!r} is not a folder; pass --config.clip.path=<a transformers "
                       "CLIPModel folder (config.json + model.safetensors), e.g. a local openai/clip-vit-base-patch32>")
-  return spelling_features.extract(config, directory, clip_folder, log=log)
+  spelling_features.extract(config, directory, clip_folder, log=log)
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -264,9 +270,6 @@ def make_task(config, workdir) -> training.Task:
   weights = term_weights(config)
   if not any(weights.values()):
     raise UserError("every loss weight is 0; pick --config.preset=learn|forget or set --config.weights.*")
-  if config.batch_size % jax.process_count():
-    raise UserError(f"batch_size {config.batch_size} does not split over {jax.process_count()} processes")
-  per_process = config.batch_size // jax.process_count()
   if len(train_split) < config.batch_size:
     raise UserError(f"{len(train_split)} train tuples cannot fill a batch of {config.batch_size}")
   schedule = optax.exponential_decay(config.learning_rate, transition_steps=config.lr_step_size,
@@ -283,12 +286,11 @@ def make_task(config, workdir) -> training.Task:
     return loss, (metrics, model_state)
 
   def train_data():
-    ds = grain.MapDataset.source(_TrainTuples(train_split))[jax.process_index()::jax.process_count()]
-    ds = ds.shuffle(seed=config.seed).repeat().batch(per_process, drop_remainder=True)
-    return ds.to_iter_dataset()
+    ds = grain.MapDataset.source(_TrainTuples(train_split)).shuffle(seed=config.seed).repeat()
+    return pipeline.process_batches(ds, config.batch_size).to_iter_dataset()
 
   def evaluate_step(params, model_state, step):
-    return evaluate_features(directory, jax.device_get(params["W"]))
+    return evaluate_features(directory, parallel.gather_to_host(params["W"]))
 
   return training.Task(init_variables=init_variables, loss_fn=loss_fn, optimizer=optax.adam(schedule),
                        train_data=train_data, frozen={"classes": jnp.asarray(class_text)}, learning_rate=schedule,
@@ -300,7 +302,7 @@ def _trained_projection(config, workdir, step=None) -> np.ndarray:
   state = training.load_for_eval(task, config, workdir, step)
   if state is None:
     raise UserError(f"{workdir} has no checkpoint; train first with `jaxlab train spelling --workdir {workdir}`")
-  return np.asarray(jax.device_get(state["params"]["W"]))
+  return parallel.gather_to_host(state["params"]["W"])
 
 
 def evaluate(config, workdir, step=None) -> dict:
@@ -315,18 +317,22 @@ def export(config, workdir) -> list[Path]:
   """`projection.npy` (W, out_dim x D: use `z = x @ W.T`) and the results table beside raw CLIP."""
   workdir = Path(workdir)
   w = _trained_projection(config, workdir)
-  np.save(workdir / "projection.npy", w)
   directory = features_dir(config, workdir)
   name = PRESET_NAMES.get(config.preset, config.preset)
   columns = {"CLIP": evaluate_features(directory), name: evaluate_features(directory, w)}
-  (workdir / "results.json").write_text(json.dumps(columns, indent=2) + "\n")
-  (workdir / "results.md").write_text(results_table(columns) + "\n")
-  return [workdir / "projection.npy", workdir / "results.md"]
+
+  def write():
+    np.save(workdir / "projection.npy", w)
+    (workdir / "results.json").write_text(json.dumps(columns, indent=2) + "\n")
+    (workdir / "results.md").write_text(results_table(columns) + "\n")
+    return [workdir / "projection.npy", workdir / "results.md"]
+
+  return parallel.write_once("export", write) or []
 
 
 # --------------------------------------------------------------------------------------------------- demo
 
-def _sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
+def sample_sheet(directory: Path, path: Path, count: int = 4) -> Path:
   """Rows of (photo, word image, photo with word) re-rendered from the stored ids, as a PNG."""
   import matplotlib
   matplotlib.use("Agg")
@@ -368,7 +374,7 @@ def demo(workdir):
   columns = {"CLIP": evaluate_features(base.features_dir), **columns}
   table = results_table(columns)
   (workdir / "results.md").write_text(table + "\n")
-  sheet = _sample_sheet(Path(base.features_dir), workdir / "samples.png")
+  sheet = sample_sheet(Path(base.features_dir), workdir / "samples.png")
   learn, forget = columns[PRESET_NAMES["learn"]], columns[PRESET_NAMES["forget"]]
   figures = {
       "learn: photo+word -> word image (fake)": learn["fake/im_it_img_t/a2b"],

@@ -171,7 +171,8 @@ def up_specs(c: UNet2DConfig) -> list[BlockSpec]:
 
 def mid_spec(c: UNet2DConfig) -> BlockSpec:
   channels, heads = c.block_out_channels[-1], c.attention_head_dim[-1]
-  return BlockSpec(channels, 1, True, heads, channels // heads, _layer_depths(c.transformer_layers_per_block[-1], 1)[:1])
+  depth = _layer_depths(c.transformer_layers_per_block[-1], 1)[0]  # a per-layer tuple's first, as diffusers
+  return BlockSpec(channels, 1, True, heads, channels // heads, (depth,))
 
 
 # ------------------------------------------------------------------------------------ reference layout

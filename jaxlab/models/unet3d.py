@@ -134,7 +134,8 @@ def _from_config(config: dict, dtype=jnp.float32, param_dtype=jnp.float32) -> UN
   c = UNet3DConfig(**fields)
   bad = [t for t in c.down_block_types if t not in DOWN_TYPES] + [t for t in c.up_block_types if t not in UP_TYPES]
   if bad:
-    raise UserError(f"UNet3DConditionModel blocks {bad} are not supported; jaxlab has {', '.join(DOWN_TYPES + UP_TYPES)}")
+    raise UserError(f"UNet3DConditionModel blocks {bad} are not supported; jaxlab has "
+                    f"{', '.join(DOWN_TYPES + UP_TYPES)}")
   if not isinstance(c.attention_head_dim, int) or not isinstance(c.layers_per_block, int):
     raise UserError("UNet3DConditionModel: attention_head_dim and layers_per_block must be single numbers")
   if c.norm_num_groups is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import dataclasses
 import importlib
 import json
+import os
 from pathlib import Path
 import re
 from typing import Any
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from flax import traverse_util
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from jaxlab.errors import UserError, read_json
@@ -295,6 +297,34 @@ def class_name(config: Mapping) -> str:
   raise UserError("config.json names no class (`architectures` or `_class_name`)")
 
 
+def _refuse_pickles(where: Path, names=None) -> None:
+  """A folder of pickle checkpoints (`names`), or one pickle file (`names` None): refused, with how to convert."""
+  if names is None:
+    raise UserError(f"{where} is a pickle checkpoint; jaxlab reads safetensors and never unpickles. Convert it once "
+                    "where you trust the file: `python -c \"import torch, safetensors.torch as s; "
+                    f"s.save_file(torch.load('{where}'), '{where.with_suffix('.safetensors')}')\"`")
+  raise UserError(
+      f"{where} holds only pickle checkpoints ({', '.join(names)}); jaxlab reads safetensors and never "
+      "unpickles. Convert once where you trust the file: "
+      "`python -c \"from transformers import AutoModel as M; "
+      f"M.from_pretrained('{where}').save_pretrained('{where}', safe_serialization=True)\"` "
+      "(diffusers: the model class's from_pretrained/save_pretrained).")
+
+
+def read_safetensors_file(path) -> dict[str, np.ndarray]:
+  """The tensors of one safetensors file; a pickle, a missing or a damaged file is a `UserError`."""
+  path = Path(path)
+  if path.suffix in PICKLE_SUFFIXES:
+    _refuse_pickles(path)
+  if not path.is_file():
+    raise UserError(f"{path} not found; pass a .safetensors file")
+  try:
+    return load_file(str(path))
+  except SafetensorError as e:
+    raise UserError(f"{path} is not a readable safetensors file ({e}); it may be truncated: download or export "
+                    "it again") from None
+
+
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
   """All tensors of a folder's safetensors files (sharded or not). Pickle checkpoints are refused."""
   path = Path(path)
@@ -302,28 +332,27 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
   if not files:
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-      raise UserError(
-          f"{path} holds only pickle checkpoints ({', '.join(pickles)}); jaxlab reads safetensors and never "
-          "unpickles. Convert once where you trust the file: "
-          "`python -c \"from transformers import AutoModel as M; "
-          f"M.from_pretrained('{path}').save_pretrained('{path}', safe_serialization=True)\"` "
-          "(diffusers: the model class's from_pretrained/save_pretrained).")
+      _refuse_pickles(path, pickles)
     raise UserError(f"{path} has no *.safetensors weights")
   state = {}
   for f in files:
-    state.update(load_file(str(f)))
+    state.update(read_safetensors_file(f))
   return state
 
 
-def load_pretrained(path, dtype=jnp.float32, param_dtype=jnp.float32, **module_fields) -> tuple[nn.Module, dict]:
+def load_pretrained(path, dtype=jnp.float32, param_dtype=jnp.float32, expect: tuple[str, ...] = (),
+                    **module_fields) -> tuple[nn.Module, dict]:
   """`(module, params)` from a transformers/diffusers folder (`config.json` + `*.safetensors`).
 
-  The class is read from the config; `dtype` is the compute dtype, `param_dtype` that of the params;
+  The class is read from the config (one of `expect`, the reference class names, when given; a folder of
+  another family is refused before its weights are read); `dtype` is the compute dtype, `param_dtype` that of the params;
   `module_fields` set our module's own options (`scan_layers=False`, `remat_policy=...`). A module with more
   than the `params` collection (batch norm statistics) comes back with a dict of collections.
   """
   path = Path(path)
   config = read_config(path)
+  if expect and class_name(config) not in expect:
+    raise UserError(f"{path} holds a model of class {class_name(config)}; {' or '.join(expect)} is needed here")
   family = family_for(class_name(config))
   module = family.from_config(config, dtype=dtype, param_dtype=param_dtype)
   if module_fields:
@@ -356,7 +385,7 @@ def save_pretrained(path, module: nn.Module, params) -> Path:
   state = {}
   for col, tree in variables.items():
     state.update(flax_to_torch(tree, family.naming, stacked_paths(boxed[col])))
-  tmp = path / (family.weights_name + ".tmp")
+  tmp = path / f"{family.weights_name}.{jax.process_index()}.{os.getpid()}.tmp"  # unique to this writer
   save_file(state, str(tmp), metadata={"format": "pt"})
   tmp.replace(path / family.weights_name)
   config = family.to_config(module)

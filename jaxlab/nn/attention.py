@@ -14,6 +14,7 @@ the input dtype, with the values. That is what diffusers' `upcast_attention` ask
 so half-precision inputs need no upcast: the float32 logits stay inside the kernel instead of materialising.
 """
 
+import contextlib
 import functools
 
 import jax
@@ -24,6 +25,18 @@ _HALF = (jnp.bfloat16, jnp.float16)
 QUERY_BLOCK = 128   # CPU blocked path: queries per block
 TPU_BLOCK = 128     # Pallas TPU kernel: the smallest sequence tile, and the lane width head sizes pad to
 IMPLEMENTATIONS = ("xla", "cudnn", "tpu_flash", "blocked")
+_forced: list[str] = []
+
+
+@contextlib.contextmanager
+def forced_implementation(implementation: str):
+  """Every attention traced inside runs `implementation` (the bench counts FLOPs through XLA's attention,
+  whose matmuls a jaxpr shows, where the kernels are opaque calls)."""
+  _forced.append(implementation)
+  try:
+    yield
+  finally:
+    _forced.pop()
 
 
 def platform() -> tuple[str, tuple[int, int] | None]:
@@ -179,6 +192,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, mask: jax
   Returns:
     `[B, Lq, H, D]`.
   """
+  if implementation is None and _forced:
+    implementation = _forced[-1]
   if implementation is None:
     implementation = choose_implementation(q, k, v, mask=mask, bias=bias, is_causal=is_causal)
   if implementation not in IMPLEMENTATIONS:

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen.dtypes import promote_dtype
 
+from jaxlab.nn import convolution
+
 Axes = Sequence[str | None]
 LORA_DOWN, LORA_UP = "lora_down", "lora_up"
 
@@ -66,13 +68,18 @@ def dense(features: int, axes: Axes, *, use_bias: bool = True, dtype=jnp.float32
 def conv(features: int, kernel_size: Sequence[int], *, strides=1, padding="SAME", use_bias: bool = True,
          feature_group_count: int = 1, dtype=jnp.float32, param_dtype=jnp.float32,
          kernel_init=nn.initializers.lecun_normal(), name: str | None = None) -> Conv:
-  """A `Conv` (channels-last) with kernel axes `(*spatial, 'conv_in', 'conv_out')`."""
-  axes = (None,) * len(kernel_size) + ("conv_in", "conv_out")
+  """A `Conv` (channels-last) with kernel axes `(*spatial, 'conv_in', 'conv_out')`; a grouped conv's output
+  axis is `'conv_group_out'` (not split by default: XLA's SPMD partitioner fails on the gradient of a grouped
+  conv whose output channels are split while the batch is). On CPU the 3D convolutions that XLA runs slowly
+  are rewritten exactly (`jaxlab.nn.convolution`)."""
+  out = "conv_out" if feature_group_count == 1 else "conv_group_out"
+  axes = (None,) * len(kernel_size) + ("conv_in", out)
   return Conv(
       features, tuple(kernel_size), strides=strides, padding=padding, use_bias=use_bias,
       feature_group_count=feature_group_count, dtype=dtype, param_dtype=param_dtype, name=name,
+      conv_general_dilated=convolution.conv_general_dilated,
       kernel_init=nn.with_logical_partitioning(kernel_init, axes),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("conv_out",)))
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (out,)))
 
 
 def layer_norm(*, epsilon: float = 1e-5, use_bias: bool = True, use_scale: bool = True, dtype=jnp.float32,

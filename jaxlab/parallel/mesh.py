@@ -2,11 +2,13 @@
 
 Models name their parameter and activation axes logically (`('embed', 'mlp')`); only this table decides how
 those names land on the mesh. Data parallelism shards the batch over `data` and `fsdp`; FSDP also shards
-parameters over `fsdp`; tensor parallelism splits heads and MLP hidden units over `tensor`.
+parameters over `fsdp`; tensor parallelism splits heads, MLP hidden units and conv output channels over
+`tensor`. A run's config may change entries (`--config.sharding_rules.NAME=AXES`, see `rule_settings`).
 """
 
 from collections.abc import Mapping, Sequence
 import math
+import sys
 
 import jax
 from jax.experimental import mesh_utils
@@ -35,7 +37,8 @@ LOGICAL_AXIS_RULES = (
     ("heads", "tensor"),
     ("kv", None),
     ("vocab", "tensor"),
-    ("conv_out", "fsdp"),
+    ("conv_out", ("fsdp", "tensor")),  # output channels: FSDP, and tensor parallelism (Megatron's columns)
+    ("conv_group_out", None),  # grouped convs (see nn.conv)
     ("conv_in", None),
     ("norm", None),
     ("classes", None),
@@ -80,9 +83,63 @@ def make_mesh(shape: Mapping[str, int] | Sequence[int] | None = None, devices=No
   return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
-def logical_sharding(logical_specs, mesh: Mesh, rules=LOGICAL_AXIS_RULES):
-  """NamedShardings for a tree of logical PartitionSpecs (as `nn.get_partition_spec` returns)."""
-  return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+def rule_settings(rules=LOGICAL_AXIS_RULES) -> dict[str, str]:
+  """The rules as config settings (`config.sharding_rules`): logical name -> comma-separated mesh axes, '' for
+  not split. `--config.sharding_rules.mlp=` stops splitting MLPs, `--config.sharding_rules.embed=fsdp,tensor`
+  splits embeddings over both axes."""
+  def text(axes):
+    return ",".join(axes) if isinstance(axes, tuple) else axes or ""
+  return {name: text(axes) for name, axes in rules}
+
+
+def axis_rules(settings: Mapping[str, str] | None = None) -> tuple:
+  """The rules of `settings` (as `rule_settings` writes them); the table above when there are none."""
+  if not settings:
+    return LOGICAL_AXIS_RULES
+  rules = []
+  for name, value in dict(settings).items():
+    axes = tuple(a.strip() for a in str(value or "").split(",") if a.strip())
+    if set(axes) - set(MESH_AXES):
+      raise UserError(f"sharding_rules.{name}={value!r}: the mesh axes are {', '.join(MESH_AXES)} "
+                      "(comma-separated, or empty for not split)")
+    rules.append((name, axes[0] if len(axes) == 1 else axes or None))
+  return tuple(rules)
+
+
+def logical_sharding(logical_specs, mesh: Mesh, rules=LOGICAL_AXIS_RULES, shapes=None):
+  """NamedShardings for a tree of logical PartitionSpecs (as `nn.get_partition_spec` returns).
+
+  With `shapes` (the same tree of arrays or `ShapeDtypeStruct`s), a dimension that its mesh axes do not divide
+  (the SD UNet's 4-channel `conv_out` under `fsdp=8`) is not split; the others still are. That is said once.
+  """
+  shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+  if shapes is None:
+    return shardings
+  unsplit = []
+
+  def fit(path, sharding: NamedSharding, x):
+    spec = list(sharding.spec)
+    for i, axes in enumerate(spec):
+      size = math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,)) if a)
+      if x.shape[i] % size:
+        unsplit.append(f"{jax.tree_util.keystr(path, simple=True, separator='/')} {tuple(x.shape)} over {axes}")
+        spec[i] = None
+    return NamedSharding(mesh, PartitionSpec(*spec))
+
+  fitted = jax.tree_util.tree_map_with_path(fit, shardings, shapes)
+  if unsplit:
+    _say_once(f"not split, since the mesh axes do not divide them: {len(unsplit)} array dimensions "
+              f"({'; '.join(unsplit[:4])}{'; ...' if len(unsplit) > 4 else ''})")
+  return fitted
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+  if message not in _SAID and jax.process_index() == 0:
+    _SAID.add(message)
+    print(f"jaxlab: {message}", file=sys.stderr, flush=True)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

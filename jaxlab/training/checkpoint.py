@@ -1,6 +1,5 @@
 """Orbax checkpoints of the train state together with the data iterator's position."""
 
-from pathlib import Path
 import time
 
 from etils import epath
@@ -18,8 +17,11 @@ class Checkpointer:
   leaves the previous checkpoint as the latest.
   """
 
-  def __init__(self, directory: Path, keep: int = 3, asynchronous: bool = True):
-    self.directory = Path(directory).absolute()
+  def __init__(self, directory, keep: int = 3, asynchronous: bool = True):
+    # A URL (gs://bucket/run/checkpoints) stays as given, for orbax to write there; a local path is made
+    # absolute. `pathlib` would turn `gs://b` into `<cwd>/gs:/b`.
+    directory = epath.Path(directory)
+    self.directory = directory if "://" in str(directory) else directory.absolute()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -100,10 +102,6 @@ class Checkpointer:
       (self.directory / str(step)).rename(self.directory / name)
     self._manager.reload()
     return name
-
-  def reached_preemption(self, step: int) -> bool:
-    """True on every host once the cluster's preemption notice (multi-host TPU/GPU) reaches `step`."""
-    return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

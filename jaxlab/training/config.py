@@ -7,8 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from etils import epath
+import jax
 import ml_collections
 
+from jaxlab import parallel
 from jaxlab.errors import UserError
 
 
@@ -23,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 0               # 0: evaluate only at the end
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.sharding_rules = ml_collections.ConfigDict(parallel.rule_settings())  # logical axis -> mesh axes
   c.async_checkpointing = True
   c.compilation_cache_dir = os.path.expanduser("~/.cache/jaxlab/xla")
   return c
@@ -37,6 +41,11 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
       raise UserError(f"--config.{key}={value!r}: must be an integer >= {least}")
+  if "dtype" in config:
+    try:
+      jax.numpy.dtype(config.dtype)
+    except TypeError:
+      raise UserError(f"--config.dtype={config.dtype!r} is no dtype; use float32 or bfloat16") from None
   mesh = parallel.make_mesh(dict(config.mesh))
   replicas = mesh.shape["data"] * mesh.shape["fsdp"]
   for count, what in ((jax.process_count(), "processes"), (replicas, "data-parallel devices (mesh data x fsdp)")):
@@ -77,9 +86,15 @@ def _packaged_config(name: str):
 def _config_file(path: str):
   if not Path(path).is_file():
     raise UserError(f"config file {path} not found; pass --config METHOD:VARIANT or path/to/config.py:VARIANT")
+  if Path(path).suffix != ".py":
+    raise UserError(f"config file {path} is not a Python file; pass --config METHOD:VARIANT or "
+                    "path/to/config.py:VARIANT")
   module_spec = importlib.util.spec_from_file_location(f"jaxlab_config_{Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UserError(f"config file {path} does not parse: {e.msg} on line {e.lineno}") from None
   return module
 
 
@@ -113,13 +128,16 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
-  Path(workdir).mkdir(parents=True, exist_ok=True)
-  (Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+  """`<workdir>/config.json`, written by process 0 (the others share its workdir)."""
+  if jax.process_index() != 0:
+    return
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def read_saved_config(workdir: Path) -> dict | None:
   """The `config.json` of a run's workdir as plain JSON, or None when there is none."""
-  path = Path(workdir) / "config.json"
+  path = epath.Path(workdir) / "config.json"
   if not path.is_file():
     return None
   try:

@@ -4,13 +4,12 @@ Every method hands the loop a `Task`; the loop owns sharding, checkpointing, pre
 """
 
 from collections.abc import Mapping
-import contextlib
 import functools
 import os
-from pathlib import Path
 import signal
 import time
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +18,7 @@ from flax import linen as nn
 
 from jaxlab import compilation_cache, parallel
 from jaxlab.errors import UserError
+from jaxlab.training import preemption
 from jaxlab.training import workdir as workdir_lib
 from jaxlab.training.checkpoint import Checkpointer
 from jaxlab.training.config import check_settings, read_saved_config, save_config
@@ -40,7 +40,7 @@ def _split_variables(variables: Mapping):
   return params, variables
 
 
-def state_layout(task: Task, mesh, seed: int):
+def state_layout(task: Task, mesh, seed: int, rules=parallel.LOGICAL_AXIS_RULES):
   """The state's init function, its abstract shapes (with shardings) and its shardings."""
 
   def init_state(rng, unbox: bool = True):
@@ -61,10 +61,9 @@ def state_layout(task: Task, mesh, seed: int):
   # Initialising the boxed (logically annotated) parameters abstractly carries their axis names into the
   # optimiser state, so the moments are sharded like the parameters they track.
   boxed = jax.eval_shape(functools.partial(init_state, unbox=False), rng)
-  shardings = parallel.logical_sharding(nn.get_partition_spec(boxed), mesh)
-  abstract = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      jax.eval_shape(init_state, rng), shardings)
+  shapes = jax.eval_shape(init_state, rng)
+  shardings = parallel.logical_sharding(nn.get_partition_spec(boxed), mesh, rules, shapes)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
   return init_state, rng, abstract, shardings
 
 
@@ -90,39 +89,25 @@ def make_train_step(task: Task):
   return train_step
 
 
-def compile_train_step(task: Task, mesh, abstract_state, state_shardings, frozen, local_batch):
+def compile_train_step(task: Task, mesh, abstract_state, state_shardings, frozen, local_batch,
+                       rules=parallel.LOGICAL_AXIS_RULES):
   """The AOT-compiled train step for batches shaped like `local_batch`, and the batch shardings."""
-  batch_shardings = parallel.batch_shardings(local_batch, mesh, task.batch_axes)
+  batch_shardings = parallel.batch_shardings(local_batch, mesh, task.batch_axes, rules)
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
   step_fn = parallel.compile_step(
       make_train_step(task), mesh,
       in_shardings=(state_shardings, frozen_shardings, batch_shardings),
       out_shardings=(state_shardings, parallel.replicated(mesh)),
-      example_args=(abstract_state, frozen, parallel.abstract_batch(local_batch, batch_shardings)))
+      example_args=(abstract_state, frozen, parallel.abstract_batch(local_batch, batch_shardings)), rules=rules)
   return step_fn, batch_shardings
 
 
-@contextlib.contextmanager
-def _sigterm_flag():
-  """Turns SIGTERM (a preemption notice) into a flag the loop checks between steps."""
-  flag = {"set": False}
-
-  def handler(signum, frame):
-    flag["set"] = True
-
-  previous = signal.signal(signal.SIGTERM, handler)
-  try:
-    yield flag
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
-
-def place_frozen(task: Task, mesh):
+def place_frozen(task: Task, mesh, rules=parallel.LOGICAL_AXIS_RULES):
   if task.frozen is None:
     return None
   if task.frozen_specs is None:
     return jax.device_put(task.frozen, parallel.replicated(mesh))
-  return jax.device_put(task.frozen, parallel.logical_sharding(task.frozen_specs, mesh))
+  return jax.device_put(task.frozen, parallel.logical_sharding(task.frozen_specs, mesh, rules, task.frozen))
 
 
 def _fits(abstract, checkpointer: Checkpointer, changes: dict):
@@ -142,14 +127,16 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
   A config whose state no longer fits the checkpoint is refused, naming what changed since `workdir`'s
   saved config; other changes are logged.
   """
-  init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed)
+  rules = parallel.axis_rules(config.get("sharding_rules"))
+  init_state, rng, abstract, shardings = state_layout(task, mesh, config.seed, rules)
+  workdir_lib.refuse_empty_state(abstract)
   changes = workdir_lib.config_changes(read_saved_config(workdir), config) if workdir else {}
   state, restored = checkpointer.restore_newest(abstract, data_iter, check=_fits(abstract, checkpointer, changes),
                                                 log=notice)
   if restored is not None:
     workdir_lib.log_changes(changes, restored)
     return state, abstract, shardings, restored
-  with parallel.mesh_context(mesh):
+  with parallel.mesh_context(mesh, rules):
     state = jax.jit(init_state, out_shardings=shardings)(rng)
   if task.pretrained is not None:
     # Fresh buffers: the step donates the state's, and `pretrained` may hand over device arrays that its caller
@@ -162,16 +149,16 @@ def restore_or_init(task: Task, config, mesh, checkpointer: Checkpointer, data_i
 def train(task: Task, config, workdir) -> dict:
   """Trains to `config.total_steps`, resuming from the latest checkpoint in `workdir` if there is one.
 
-  Returns the last logged train metrics and the final evaluation. On SIGTERM it saves and returns early
-  (the caller exits 0); on a non-finite loss it raises `TrainingStopped`, keeping the last good checkpoint.
-  The workdir is locked while it runs; its `config.json` is written once the config is known to fit.
+  Returns the last logged train metrics and the final evaluation. On SIGTERM or Ctrl-C (to any one process)
+  every process saves the same step and returns early (the caller exits 0); on a non-finite loss it raises
+  `TrainingStopped`, keeping the last good checkpoint. The workdir is locked while it runs; its `config.json` is written once the config is known to fit.
   """
   check_settings(config)
   with workdir_lib.hold(workdir):
-    return _train(task, config, Path(workdir))
+    return _train(task, config, epath.Path(workdir))  # a local folder, or a URL such as gs://bucket/run
 
 
-def _train(task: Task, config, workdir: Path) -> dict:
+def _train(task: Task, config, workdir: epath.Path) -> dict:
   compilation_cache.configure(config.get("compilation_cache_dir", compilation_cache.default_directory()))
   mesh = parallel.make_mesh(dict(config.mesh))
   checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
@@ -181,10 +168,11 @@ def _train(task: Task, config, workdir: Path) -> dict:
   if jax.process_index() == 0:
     save_config(config, workdir)
   start = int(jax.device_get(state["step"]))
-  frozen = place_frozen(task, mesh)
+  rules = parallel.axis_rules(config.get("sharding_rules"))
+  frozen = place_frozen(task, mesh, rules)
 
   first = next(data_iter)
-  step_fn, batch_shardings = compile_train_step(task, mesh, abstract, shardings, frozen, first)
+  step_fn, batch_shardings = compile_train_step(task, mesh, abstract, shardings, frozen, first, rules)
 
   writer = MetricWriter(workdir, config.total_steps, start)
   if restored is not None:
@@ -203,6 +191,7 @@ def _train(task: Task, config, workdir: Path) -> dict:
     host = jax.device_get(pending)
     pending.clear()
     for step, metrics in host:
+      # The loss is one replicated (all-reduced) value, the same on every process: all of them stop here.
       if not (np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])):
         kept = f"the last good checkpoint is step {last_good_step}" if last_good_step is not None else \
             "no checkpoint was saved"
@@ -224,7 +213,7 @@ def _train(task: Task, config, workdir: Path) -> dict:
     last_good_step = step
 
   try:
-    with _sigterm_flag() as sigterm:
+    with preemption.StopRequests() as stop:
       batch = first
       step = start
       while step < config.total_steps:
@@ -243,7 +232,7 @@ def _train(task: Task, config, workdir: Path) -> dict:
           writer.write(step, eval_metrics, prefix="eval")
         if step % config.checkpoint_every == 0 or step == config.total_steps:
           save(step)
-        if sigterm["set"] or checkpointer.reached_preemption(step):
+        if stop.reached(step):
           if last_good_step != step:
             save(step)
           checkpointer.wait()
@@ -266,13 +255,13 @@ def load_for_eval(task: Task, config, workdir, step: int | None = None):
   """The params and model state of a checkpoint in `workdir` (the newest that restores by default), sharded on a
   fresh mesh; None when the workdir has no checkpoint."""
   mesh = parallel.make_mesh(dict(config.mesh))
-  checkpointer = Checkpointer(Path(workdir) / "checkpoints", asynchronous=False)
+  checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints", asynchronous=False)
   try:
     steps = checkpointer.all_steps()
     if step is not None and step not in steps:
       raise UserError(f"{workdir} has no checkpoint at step {step}; its checkpoints: "
                       f"{', '.join(map(str, steps)) or 'none'}")
-    _, _, abstract, _ = state_layout(task, mesh, config.seed)
+    _, _, abstract, _ = state_layout(task, mesh, config.seed, parallel.axis_rules(config.get("sharding_rules")))
     check = _fits(abstract, checkpointer, workdir_lib.config_changes(read_saved_config(workdir), config))
     if step is None:
       return checkpointer.restore_newest(abstract, check=check, log=notice, set_aside=False)[0]

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from etils import epath
 import jax
 import tqdm
 
@@ -26,10 +27,10 @@ class MetricWriter:
     self._bar = None
     if not self.enabled:
       return
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _say_dropped(workdir, start_step, drop_records_after(workdir, start_step))
-    self._jsonl = open(workdir / "metrics.jsonl", "a")
+    self._jsonl = (workdir / "metrics.jsonl").open("a")
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes events
     self._tb = SummaryWriter(str(workdir / "tensorboard"))
     if show_progress:

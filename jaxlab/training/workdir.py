@@ -78,7 +78,11 @@ def _acquire(path: Path) -> None:
 
 @contextlib.contextmanager
 def hold(workdir):
-  """Holds `workdir` for this run (process 0 takes the lock); re-entrant within one process."""
+  """Holds `workdir` for this run (process 0 takes the lock); re-entrant within one process. A URL workdir
+  (gs://) is not locked: object stores have no exclusive create."""
+  if "://" in str(workdir):
+    yield
+    return
   path = Path(workdir) / LOCK_FILE
   held = _read_lock(path)
   if jax.process_index() != 0 or (held.get("pid"), held.get("host")) == (os.getpid(), socket.gethostname()):
@@ -130,10 +134,14 @@ def _leaves(tree) -> dict[str, tuple]:
   return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape) for path, leaf in flat}
 
 
+def _params_first(key: str) -> tuple:
+  return not key.startswith("params/"), key
+
+
 def shape_mismatch(saved_tree, abstract_state) -> str | None:
   """How the checkpoint's state differs in structure or shape from the one the config builds, or None."""
   old, new = _leaves(saved_tree), _leaves(abstract_state)
-  for key in sorted(old.keys() | new.keys(), key=lambda k: (not k.startswith("params/"), k)):
+  for key in sorted(old.keys() | new.keys(), key=_params_first):
     if key not in new:
       return f"the checkpoint has {key}, which this config does not build"
     if key not in old:
@@ -141,6 +149,15 @@ def shape_mismatch(saved_tree, abstract_state) -> str | None:
     if old[key] != new[key]:
       return f"{key} is {list(old[key])} in the checkpoint, {list(new[key])} under this config"
   return None
+
+
+def refuse_empty_state(abstract_state) -> None:
+  """Refuses a config that builds an array with no elements (a size set to 0), which cannot be trained or saved."""
+  leaves = _leaves(abstract_state)
+  empty = [f"{key} {list(leaves[key])}" for key in sorted(leaves, key=_params_first) if 0 in leaves[key]]
+  if empty:
+    raise UserError(f"the config builds empty arrays ({', '.join(empty[:3])}); a size in the config is 0, make it "
+                    "positive")
 
 
 def refuse_reshaped_resume(step: int, checkpoint_dir, mismatch: str, changes: dict) -> None:

@@ -208,3 +208,38 @@ def test_targets_from_a_domain_sheet(tmp_path):
 def test_text_detection(content_type, body, is_text):
   from jaxlab.audit import text
   assert text.is_text(body, content_type) is is_text
+
+
+def test_shards_split_the_domains_reproducibly_and_merge_for_export(tmp_path):
+  from jaxlab import cli
+  domains = [f"site{i}.com" for i in range(8)]
+  sheet = _domains_csv(tmp_path, domains)
+  with WaybackServer(_archive(domains)) as server:
+    for k in range(2):
+      assert cli.main(["audit", "crawl", "--domains", str(sheet), "--out", str(tmp_path / f"shard{k}"), "--kinds",
+                       "robots", "--rate", "0", "--shard", f"{k}/2", "--cdx-url", server.cdx_url, "--replay-url",
+                       server.replay_url]) == 0
+  shards = [set(_stored(tmp_path / f"shard{k}")) for k in range(2)]
+  assert not shards[0] & shards[1] and shards[0] | shards[1] == set(_expected(domains)) and all(shards)
+  assert shards[0] == {f"http://{d}/robots.txt" for d in domains if crawl.shard_of(f"www.{d}", 2) == 0}
+  assert not (tmp_path / "shard0" / "robots.json").exists()  # a shard alone is not the crawl
+  assert cli.main(["audit", "export", "--out", str(tmp_path / "shard0"), str(tmp_path / "shard1")]) == 0
+  robots = json.loads((tmp_path / "shard0" / "robots.json").read_text())
+  assert sorted(robots) == sorted(f"www.{d}" for d in domains) and all(len(v) == 6 for v in robots.values())
+  assert cli.main(["audit", "crawl", "--domains", str(sheet), "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2
+
+
+def test_a_crawl_removes_only_abandoned_temporary_files(tmp_path):
+  """Crawls on several machines may share a folder: another live writer's temporary file stays."""
+  folder = tmp_path / "crawl" / "robots" / "a_com_robots_txt"
+  folder.mkdir(parents=True)
+  finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  names = {"live": f".x.json.{crawl.HOST}.{os.getpid()}.1.tmp",
+           "dead": f".x.json.{crawl.HOST}.{finished.stdout.strip()}.1.tmp",
+           "other_host": ".x.json.node7.12345.1.tmp", "other_host_old": ".y.json.node7.12345.1.tmp"}
+  for name in names.values():
+    (folder / name).write_bytes(b"partial")
+  day_ago = time.time() - crawl.STALE_SECONDS - 60
+  os.utime(folder / names["other_host_old"], (day_ago, day_ago))
+  crawl.CrawlStore(tmp_path / "crawl")
+  assert sorted(p.name for p in folder.iterdir()) == sorted([names["live"], names["other_host"]])

@@ -11,7 +11,8 @@ from jaxlab.audit import tokens
 from jaxlab.errors import UserError
 
 
-def test_count_tokens_pipeline(tmp_path):
+def _corpora(tmp_path) -> dict[str, str]:
+  """Shards of the three corpora in their formats; their token counts are `COUNTS`."""
   c4 = [{"url": "https://www.news.com/a", "text": "one two three"}, {"url": "http://news.com/b?x=1", "text": "four"},
         {"url": "https://blog.org/p", "text": "it's 2024, isn't it?"}]  # \w+: it s 2024 isn t it
   with gzip.open(tmp_path / "c4-0.json.gz", "wt") as f:
@@ -25,14 +26,31 @@ def test_count_tokens_pipeline(tmp_path):
            {"text": "paper text here", "source": "s2", "metadata": {}}]
   with gzip.open(tmp_path / "dolma.json.gz", "wt") as f:
     f.writelines(json.dumps(d) + "\n" for d in dolma)
-  out = tmp_path / "tokens.csv"
-  tokens.count_tokens({"c4": str(tmp_path / "c4-*"), "rf": str(tmp_path / "rf.parquet"),
-                       "dolma": str(tmp_path / "dolma.json.gz")}, out)
+  return {"c4": str(tmp_path / "c4-*"), "rf": str(tmp_path / "rf.parquet"), "dolma": str(tmp_path / "dolma.json.gz")}
+
+
+COUNTS = {"www.news.com": (4, 2, 2), "www.blog.org": (6, 0, 1), "www.shop.net": (0, 4, 0),
+          "www.reddit.com": (0, 0, 3), "www.s2": (0, 0, 3)}
+
+
+def _rows(out) -> dict[str, tuple]:
   table = tokens.TokenTable.load(out)
-  rows = {d: tuple(table.count(d, c) for c in tokens.CORPORA) for d in table.domains}
-  assert rows == {"www.news.com": (4, 2, 2), "www.blog.org": (6, 0, 1), "www.shop.net": (0, 4, 0),
-                  "www.reddit.com": (0, 0, 3), "www.s2": (0, 0, 3)}
+  return {d: tuple(table.count(d, c) for c in tokens.CORPORA) for d in table.domains}
+
+
+def test_count_tokens_pipeline(tmp_path):
+  out = tmp_path / "tokens.csv"
+  tokens.count_tokens(_corpora(tmp_path), out)
+  assert _rows(out) == COUNTS
   assert out.read_text().splitlines()[0] == "url,c4_tokens,rf_tokens,dolma_tokens"
+
+
+def test_count_tokens_on_several_beam_workers(tmp_path):
+  """The pipeline as a cluster runs it: its functions pickled into other processes (DirectRunner workers)."""
+  out = tmp_path / "tokens.csv"
+  tokens.count_tokens(_corpora(tmp_path), out, ["--runner=DirectRunner", "--direct_num_workers=2",
+                                                "--direct_running_mode=multi_processing"])
+  assert _rows(out) == COUNTS
 
 
 def test_loading_merges_www_and_bare_rows(tmp_path):

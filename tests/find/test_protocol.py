@@ -108,7 +108,8 @@ def test_a_failing_endpoint_is_recorded_and_retried_next_run(tmp_path):
 
   def down(messages):
     raise TransientError("HTTP 503")
-  assert protocol.interpret(functions, ScriptedLM(down), tmp_path, attempts=2)["failed"] == 1
+  with pytest.raises(UserError, match=r"did not answer while interpreting f00000 \(HTTP 503\)"):
+    protocol.interpret(functions, ScriptedLM(down), tmp_path, attempts=2)
   assert "503" in (tmp_path / "strings" / "f00000" / "error.txt").read_text()
   counts = protocol.interpret(functions, ScriptedLM(["[DESCRIPTION]: reverses."]), tmp_path)
   assert counts["done"] == 1 and not (tmp_path / "strings" / "f00000" / "error.txt").exists()

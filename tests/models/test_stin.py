@@ -1,5 +1,5 @@
-"""STIN against a PyTorch STIN (the bench's, written from the architecture), the I3D ResNet against a PyTorch
-I3D written here, and the original's pooling of the fusion models."""
+"""STIN against a PyTorch STIN and the I3D ResNet against a PyTorch I3D (the benches', written from the
+architectures), and the original's pooling of the fusion models."""
 
 import dataclasses
 
@@ -13,6 +13,7 @@ from flax import linen as nn
 torch = pytest.importorskip("torch")
 from torch import nn as tnn  # noqa: E402
 
+from jaxlab.bench.cnn3d import torch_resnet3d  # noqa: E402
 from jaxlab.bench.stin import torch_stin  # noqa: E402
 from jaxlab.models import cnn3d, stin  # noqa: E402
 
@@ -120,51 +121,9 @@ TINY_I3D = dataclasses.replace(cnn3d.I3D_RESNET50, layers=(1, 1, 1, 1), widths=(
                                temporal_kernels=((3,), (3,), (1,), (3,)))
 
 
-def torch_i3d(c: cnn3d.ResNeXt3DConfig):
-  """An I3D ResNet in PyTorch (NCTHW), from the architecture's description."""
-
-  def conv_bn(n_in, n_out, kernel, stride=(1, 1, 1)):
-    return tnn.Sequential(tnn.Conv3d(n_in, n_out, kernel, stride, [k // 2 for k in kernel], bias=False),
-                          tnn.BatchNorm3d(n_out))
-
-  class Block(tnn.Module):
-    def __init__(self, n_in, planes, kt, stride):
-      super().__init__()
-      n_out = planes * c.expansion
-      self.conv1 = conv_bn(n_in, planes, (kt, 1, 1))
-      self.conv2 = conv_bn(planes, planes, (1, 3, 3), (1, stride, stride))
-      self.conv3 = conv_bn(planes, n_out, (1, 1, 1))
-      self.shortcut = conv_bn(n_in, n_out, (1, 1, 1), (1, stride, stride)) if n_in != n_out or stride > 1 else None
-
-    def forward(self, x):
-      y = self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
-      return torch.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
-
-  class I3D(tnn.Module):
-    def __init__(self):
-      super().__init__()
-      self.conv1 = tnn.Conv3d(3, c.stem_width, c.stem_kernel, c.stem_stride, [k // 2 for k in c.stem_kernel],
-                              bias=False)
-      self.bn1 = tnn.BatchNorm3d(c.stem_width)
-      n_in = c.stem_width
-      for stage, (count, planes) in enumerate(zip(c.layers, c.widths)):
-        blocks = []
-        for i in range(count):
-          blocks.append(Block(n_in, planes, c.temporal_kernels[stage][i], c.stage_strides[stage] if i == 0 else 1))
-          n_in = planes * c.expansion
-        setattr(self, f"layer{stage + 1}", tnn.Sequential(*blocks))
-
-    def forward(self, x):
-      x = tnn.functional.max_pool3d(torch.relu(self.bn1(self.conv1(x))), (1, 3, 3), (1, 2, 2))
-      x = tnn.functional.max_pool3d(self.layer1(x), (2, 1, 1), (2, 1, 1))
-      return self.layer4(self.layer3(self.layer2(x)))
-
-  return I3D()
-
-
 def test_i3d_matches_pytorch():
   torch.manual_seed(0)
-  reference = torch_i3d(TINY_I3D)
+  reference = torch_resnet3d(TINY_I3D)
   with torch.no_grad():
     for module in reference.modules():
       if isinstance(module, tnn.BatchNorm3d):

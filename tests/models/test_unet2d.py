@@ -93,7 +93,7 @@ def test_bf16_compute_and_remat():
 
 # SDXL's structure made tiny: no attention on the first level, per-block transformer depths (the mid block takes
 # the last), per-block head counts, linear projections, and the text_time added embedding (6 time ids).
-SDXL_LIKE = dict(sample_size=8, block_out_channels=(16, 32), layers_per_block=2, norm_num_groups=8,
+SDXL_LIKE = dict(sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), transformer_layers_per_block=[1, 2],
                  attention_head_dim=[2, 4], use_linear_projection=True, cross_attention_dim=24,
@@ -157,14 +157,15 @@ def test_sdxl_base_structure_on_abstract_shapes():
 
 def test_per_layer_transformer_depths_and_config_round_trip():
   # An asymmetric UNet: a depth per layer, and the up blocks' depths given separately, as diffusers requires.
-  config = dict(SDXL_LIKE, transformer_layers_per_block=[[1, 1], [2, 3]],
+  config = dict(SDXL_LIKE, layers_per_block=2, transformer_layers_per_block=[[1, 1], [2, 3]],
                 reverse_transformer_layers_per_block=[[3, 1, 2], [1, 1, 1]])
   module = unet2d.FAMILY.from_config(config)
   assert module.config.transformer_layers_per_block == ((1, 1), (2, 3))
   abstract = unet2d.FAMILY.abstract_variables(module)["params"]
   assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(config)
   written = unet2d.FAMILY.to_config(module)
-  assert diffusers.UNet2DConditionModel.extract_init_dict(written)[0]["transformer_layers_per_block"] == [[1, 1], [2, 3]]
+  init = diffusers.UNet2DConditionModel.extract_init_dict(written)[0]
+  assert init["transformer_layers_per_block"] == [[1, 1], [2, 3]]
   assert unet2d.FAMILY.from_config(written) == module
 
 

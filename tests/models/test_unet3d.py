@@ -14,17 +14,17 @@ from flax import traverse_util  # noqa: E402
 from jaxlab.models import load_pretrained, save_pretrained, unet3d, weights  # noqa: E402
 from jaxlab.models.diffusers_blocks import TemporalConvLayer  # noqa: E402
 
-# Two small random configs (compiling the backward pass is most of the cost): one cross-attention level with head
-# size 8, one ResNet per block and 3 frames; two levels of all four block kinds with head size 4, two ResNets per
-# block, one frame, a 5x6 latent that the down path does not halve evenly, and remat.
+# Two small random configs (compiling the backward pass is most of the cost): two levels of all four block kinds
+# with head size 8, one ResNet per block, 3 frames and a 5x6 latent that the down path does not halve evenly; one
+# cross-attention level with head size 4, two ResNets per block, one frame, and remat.
 CONFIGS = {
-    "head8_frames3": (dict(block_out_channels=(16,), layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
-                           cross_attention_dim=12, down_block_types=("CrossAttnDownBlock3D",),
-                           up_block_types=("CrossAttnUpBlock3D",)), 3, (4, 4), None),
-    "head4_layers2_frame1": (dict(block_out_channels=(8, 16), layers_per_block=2, norm_num_groups=4,
+    "head8_frames3": (dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                           cross_attention_dim=12, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                           up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")), 3, (5, 6), None),
+    "head4_layers2_frame1": (dict(block_out_channels=(8,), layers_per_block=2, norm_num_groups=4,
                                   attention_head_dim=4, cross_attention_dim=6,
-                                  down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                  up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")), 1, (5, 6), "nothing_saveable"),
+                                  down_block_types=("CrossAttnDownBlock3D",), up_block_types=("CrossAttnUpBlock3D",)),
+                             1, (4, 4), "nothing_saveable"),
 }
 # HF ali-vilab/text-to-video-ms-1.7b unet/config.json (ZeroScope v2 has the same architecture).
 MS_1_7B = dict(sample_size=32, in_channels=4, out_channels=4, block_out_channels=[320, 640, 1280, 1280],
@@ -96,7 +96,8 @@ def test_ms_1_7b_structure_on_abstract_shapes():
 
 
 def test_bf16_compute_with_f32_params():
-  config, frames, (h, w), _ = CONFIGS["head8_frames3"]
+  config, frames, (h, w), _ = CONFIGS["head4_layers2_frame1"]
+  config, frames = dict(config, layers_per_block=1), 2
   module = unet3d.FAMILY.from_config(config)
   rng = np.random.default_rng(0)
   shapes = unet3d.FAMILY.abstract_variables(module)["params"]
@@ -122,3 +123,14 @@ def test_temporal_conv_starts_as_identity_and_drops_out_in_training():
   same = layer.apply({"params": params}, x)
   dropped = layer.clone(deterministic=False).apply({"params": params}, x, rngs={"dropout": jax.random.key(1)})
   assert not np.allclose(same, x) and not np.allclose(dropped, same)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num_attention_heads=8), "num_attention_heads"),
+    (dict(down_block_types=["DownBlockSpatioTemporal"] * 4), "not supported"),
+    (dict(attention_head_dim=[64] * 4), "single numbers"),
+])
+def test_unsupported_configs_are_one_clear_error(change, message):
+  from jaxlab.errors import UserError
+  with pytest.raises(UserError, match=message):
+    unet3d.FAMILY.from_config(dict(MS_1_7B, **change))

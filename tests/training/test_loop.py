@@ -1,4 +1,5 @@
-"""The train loop: sharded steps equal single-device steps, resume after a kill, SIGTERM, non-finite loss."""
+"""The train loop: sharded steps equal single-device steps, resume after a kill, SIGTERM and Ctrl-C, non-finite
+loss. The same on several processes: tests/parallel/test_multiprocess.py."""
 
 import json
 import os
@@ -8,12 +9,13 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from jaxlab import parallel, training
-from jaxlab.training import loop
+from jaxlab.training import checkpoint, loop, preemption
 from tests.training import toy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,11 +42,7 @@ def test_sharded_step_matches_one_device(shape):
   reference = _run_steps(parallel.make_mesh({"data": 1}, devices=jax.devices()[:1]), steps=3)
   sharded_mesh = parallel.make_mesh(shape)
   sharded = _run_steps(sharded_mesh, steps=3)
-  flat_ref = jax.tree_util.tree_leaves_with_path(reference)
-  flat = jax.tree.leaves(sharded)
-  assert len(flat_ref) == len(flat)
-  for (path, a), b in zip(flat_ref, flat):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=jax.tree_util.keystr(path))
+  chex.assert_trees_all_close(sharded, reference, atol=1e-5, rtol=1e-5)
   # The state really moved, and the weights really were split over the mesh.
   assert int(sharded["step"]) == 3
   assert not np.allclose(reference["params"]["fc1"]["kernel"], _run_steps(
@@ -53,13 +51,18 @@ def test_sharded_step_matches_one_device(shape):
 
 def test_fsdp_and_tensor_axes_split_the_weights():
   mesh = parallel.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  task = toy.make_task(toy.config())
+  task_config = toy.config()
+  task = toy.make_task(task_config)
   _, _, _, shardings = loop.state_layout(task, mesh, 0)
   kernel = shardings["params"]["fc1"]["kernel"].spec
   assert tuple(kernel) == ("fsdp", "tensor")
   # Adam's moments follow their parameters.
   mu = shardings["opt_state"][0].mu["fc1"]["kernel"].spec
   assert tuple(mu) == ("fsdp", "tensor")
+  # --config.sharding_rules.mlp= : the MLP's hidden units stay whole.
+  rules = parallel.axis_rules(dict(task_config.sharding_rules, mlp=""))
+  _, _, _, shardings = loop.state_layout(task, mesh, 0, rules)
+  assert tuple(shardings["params"]["fc1"]["kernel"].spec) == ("fsdp", None)
 
 
 def _train_in_subprocess(workdir, *overrides, env_extra=None, wait=True):
@@ -96,8 +99,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
   step_a, a = _final_params(tmp_path / "straight")
   step_b, b = _final_params(tmp_path / "killed")
   assert step_a == step_b == 2 * n
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  chex.assert_trees_all_equal(b, a)  # the same steps on the same data: bit for bit
 
 
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_zero(tmp_path):
@@ -128,3 +130,33 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   step, state = _final_params(tmp_path)
   assert step == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+def test_ctrl_c_asks_for_a_save_and_a_second_one_stops_at_once():
+  before = signal.getsignal(signal.SIGINT)
+  with preemption.StopRequests() as stop:
+    assert not stop.reached(0)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.reached(1)  # the loop saves this step and returns
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is before
+
+
+class _Reached(Exception):
+  pass
+
+
+def test_a_gs_workdir_reaches_orbax_as_given(monkeypatch, tmp_path):
+  """orbax writes to gs:// itself; the loop must hand it the URL, not `<cwd>/gs:/bucket/...`."""
+  def manager(directory, **kwargs):
+    raise _Reached(str(directory))
+  monkeypatch.setattr(checkpoint.ocp, "CheckpointManager", manager)
+  c = toy.config()
+  for call in (lambda: training.train(toy.make_task(c), c, "gs://bucket/runs/toy"),
+               lambda: training.load_for_eval(toy.make_task(c), c, "gs://bucket/runs/toy")):
+    with pytest.raises(_Reached, match="^gs://bucket/runs/toy/checkpoints$"):
+      call()
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(_Reached, match=f"^{tmp_path}/runs/toy/checkpoints$"):  # local: made absolute
+    training.Checkpointer("runs/toy/checkpoints")

@@ -140,3 +140,19 @@ def test_loop_settings_are_refused_before_any_work(tmp_path, override, message):
   with pytest.raises(UserError, match=message):
     training.train(None, c, tmp_path / "run")  # no task: nothing is built before the settings are checked
   assert not (tmp_path / "run").exists()
+
+
+def test_evaluating_a_step_without_a_checkpoint_names_the_ones_there(finished_run):
+  c = toy.config()
+  with pytest.raises(UserError, match=r"has no checkpoint at step 99; its checkpoints: 4, 8"):
+    training.load_for_eval(toy.make_task(c), c, finished_run, step=99)
+  assert int(training.load_for_eval(toy.make_task(c), c, finished_run, step=4)["step"]) == 4
+
+
+def test_a_size_of_zero_is_refused_before_training():
+  # As `--config.out_dim=0` of the spelling method builds (its init tolerates the size; saving it would not).
+  state = {"params": {"W": jax.ShapeDtypeStruct((768, 0), "float32")}, "step": jax.ShapeDtypeStruct((), "int32")}
+  with pytest.raises(UserError, match=r"the config builds empty arrays \(params/W \[768, 0\]\); a size in the "
+                                      r"config is 0"):
+    training.workdir.refuse_empty_state(state)
+  training.workdir.refuse_empty_state({"step": state["step"]})

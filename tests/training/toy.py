@@ -9,7 +9,6 @@ from pathlib import Path
 import sys
 
 import grain
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -17,6 +16,7 @@ from flax import linen as nn
 
 from jaxlab import nn as jnn
 from jaxlab import training
+from jaxlab.data import pipeline
 from jaxlab.training import metrics
 
 NUM_EXAMPLES, FEATURES, CLASSES = 256, 16, 4
@@ -63,18 +63,15 @@ def config(**overrides):
 
 def make_task(c) -> training.Task:
   model = MLP(hidden=c.hidden, extra_layers=c.extra_layers)
-  per_process = c.batch_size // jax.process_count()
 
   def train_data():
     def noisy(example, rng: np.random.Generator):
       return {"x": example["x"] + 0.01 * rng.normal(size=FEATURES).astype(np.float32), "y": example["y"]}
-    ds = grain.MapDataset.source(dataset())[jax.process_index()::jax.process_count()]
-    ds = ds.shuffle(seed=c.seed).repeat().random_map(noisy, seed=c.seed)
+    ds = grain.MapDataset.source(dataset()).shuffle(seed=c.seed).repeat().random_map(noisy, seed=c.seed)
     if c.poison_from_example >= 0:
       ds = ds.map_with_index(
           lambda i, ex: dict(ex, x=ex["x"] * np.nan) if i >= c.poison_from_example else ex)
-    ds = ds.batch(per_process, drop_remainder=True)
-    return ds.to_iter_dataset()
+    return pipeline.process_batches(ds, c.batch_size).to_iter_dataset()
 
   def init_variables(rng):
     return model.init(rng, jnp.zeros((1, FEATURES)))
@@ -100,6 +97,8 @@ def logged_steps(workdir) -> tuple[list[int], dict[str, list[int]]]:
 
 
 if __name__ == "__main__":
+  from jaxlab import parallel
+  parallel.initialize()  # several processes when the cluster variables say so (tests/multiprocess.py)
   workdir, *items = sys.argv[1:]
   c = config()
   for item in items:
