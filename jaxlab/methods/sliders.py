@@ -45,7 +45,8 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 from PIL import Image
 
-from jaxlab import training
+from jaxlab import parallel, training
+from jaxlab.data import pipeline as data_pipeline
 from jaxlab.diffusion import adapters, generate, lora, pipeline, scoring, tuning
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
@@ -394,10 +395,10 @@ def make_setup(config, workdir) -> Setup:
 
 # ------------------------------------------------------------------------------------------------ the step
 
-def draw_iteration(setup: Setup, rng: np.random.Generator, per_process: int) -> dict:
-  """One step's examples for this process. As in the original, the prompt pair, the chain length k (and for
-  image sliders the scale) are drawn once per step: every process draws the same ones from the same seed. Image
-  sliders draw each example's file apart, per process."""
+def draw_iteration(setup: Setup, rng: np.random.Generator, global_batch: int) -> dict:
+  """This process' rows of one step's global batch. As in the original, the prompt pair, the chain length k
+  (and for image sliders the scale) are drawn once per step; image sliders draw each example's file. Every
+  process draws the whole batch from the same seed, so a batch is the same on any number of processes."""
   pair, k = int(rng.integers(len(setup.prompts))), int(rng.integers(1, setup.max_chain_steps))
   draw = {"pair": np.int32(pair), "chain_steps": np.int32(k), "t_query": np.int32(setup.query[k])}
   if setup.xl:
@@ -406,11 +407,11 @@ def draw_iteration(setup: Setup, rng: np.random.Generator, per_process: int) -> 
     scale = abs(int(rng.choice(setup.images.scales)))
     draw.update(scale=np.float32(scale), low=np.int32(setup.images.folder_at(-scale)),
                 high=np.int32(setup.images.folder_at(scale)), t_noise=np.int32(setup.chain[0][k]))
-  batch = {key: np.repeat(np.asarray(v)[None], per_process, axis=0) for key, v in draw.items()}
+  batch = {key: np.repeat(np.asarray(v)[None], global_batch, axis=0) for key, v in draw.items()}
   if setup.images is not None:
-    files = np.random.default_rng([int(rng.integers(2**31)), jax.process_index()])
-    batch["file"] = files.integers(len(setup.images.names), size=per_process).astype(np.int32)
-  return batch
+    batch["file"] = rng.integers(len(setup.images.names), size=global_batch).astype(np.int32)
+  local = data_pipeline.per_process_batch(global_batch)
+  return {key: v[jax.process_index() * local:(jax.process_index() + 1) * local] for key, v in batch.items()}
 
 
 def conditioning(setup: Setup, text, role: str, batch) -> tuple:
@@ -520,10 +521,8 @@ def make_task(config, workdir, setup: Setup | None = None) -> training.Task:
       loss = image_loss(setup, params, base, text, x_low, x_high, jax.random.normal(rng_noise, x_low.shape), batch)
     return loss, ({}, model_state)
 
-  per_process = config.batch_size // jax.process_count()
-
   def train_data():
-    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_iteration(setup, rng, per_process),
+    ds = grain.MapDataset.range(2**40).random_map(lambda _, rng: draw_iteration(setup, rng, config.batch_size),
                                                   seed=config.seed)
     return ds.to_iter_dataset()
 
@@ -587,31 +586,39 @@ def text_metrics_fn(config, setup: Setup, size: int):
   return lambda params: {k: float(v) for k, v in metrics(params, setup.base, setup.text, setup.etas).items()}
 
 
-def image_metrics_fn(config, setup: Setup, size: int):
-  """On fixed examples (files, timesteps and noise; posterior means as latents), for every scale magnitude s:
-  `image_mse` (the two-term loss, averaged over the magnitudes) and `image_gap` (over its untrained value)."""
+def image_examples(config, setup: Setup, size: int) -> tuple:
+  """Fixed image-slider examples: (the scale magnitudes `[M]`, the -s and +s images' posterior means
+  `[M, size, h, w, C]`, the noise both get, the batch: pairs, size ids, noise and query timesteps spread over k)."""
   _, _, batch = fixed_batch(config, setup, size)
-  rng = np.random.default_rng(4321)
   mean, _ = setup.latents
   k = np.linspace(1, setup.max_chain_steps - 1, size).round().astype(np.int32)
   files = np.arange(size) % len(setup.images.names)
-  noise = rng.normal(size=(size,) + mean.shape[2:]).astype(np.float32)
-  batch.update(t_noise=setup.chain[0][k].astype(np.int32), t_query=setup.query[k].astype(np.int32))
   magnitudes = sorted({abs(s) for s in setup.images.scales})
+  low, high = (np.stack([mean[setup.images.folder_at(sign * s), files] for s in magnitudes]) for sign in (-1, 1))
+  noise = np.random.default_rng(4321).normal(size=(size,) + mean.shape[2:]).astype(np.float32)
+  batch.update(t_noise=setup.chain[0][k].astype(np.int32), t_query=setup.query[k].astype(np.int32))
+  return np.asarray(magnitudes, np.float32), low, high, noise, batch
+
+
+def image_metrics_fn(config, setup: Setup, size: int):
+  """On fixed examples (`image_examples`): `image_mse`, the two-term loss averaged over the scale magnitudes, and
+  `image_gap`, that over its value for the untrained LoRA."""
+  magnitudes, low, high, noise, batch = image_examples(config, setup, size)
 
   @jax.jit
-  def metrics(params, base, text, zero):
-    losses = []
-    for s in magnitudes:
-      b = dict(batch, scale=np.full(size, s, np.float32))
-      x_low, x_high = mean[setup.images.folder_at(-s), files], mean[setup.images.folder_at(s), files]
-      losses.append((image_loss(setup, params, base, text, x_low, x_high, noise, b),
-                     image_loss(setup, zero, base, text, x_low, x_high, noise, b)))
-    loss, start = (sum(v) / len(v) for v in zip(*losses))
-    return {"image_mse": loss, "image_gap": loss / start}
+  def mse(params, base, text):
+    def one(example):
+      s, x_low, x_high = example
+      return image_loss(setup, params, base, text, x_low, x_high, noise, dict(batch, scale=jnp.full(size, s)))
+    return jnp.mean(jax.lax.map(one, (magnitudes, low, high)))
 
   zero = jax.tree.map(jnp.zeros_like, nn.meta.unbox(jax.eval_shape(setup.adapter.init, jax.random.key(0))))
-  return lambda params: {k: float(v) for k, v in metrics(params, setup.base, setup.text, zero).items()}
+
+  def metrics(params):
+    loss, start = (float(mse(p, setup.base, setup.text)) for p in (params, zero))
+    return {"image_mse": loss, "image_gap": loss / start}
+
+  return metrics
 
 
 def clip_figures(scorer: scoring.CLIPScorer, paths: dict, concept: str, attributes: list[str]) -> dict:
@@ -689,14 +696,18 @@ def evaluate(config, workdir, step=None) -> dict:
   params, step = adapters.restore(workdir, setup.adapter, step)
   results = metrics_fn(config, setup)(params)
   out = Path(workdir) / "eval" / f"step_{step}"
-  if config.eval_prompts and jax.process_index() == 0:
-    results.update(generation_eval(config, setup, params, out))
-  if jax.process_index() == 0:
+  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
+    results.update(parallel.write_once("generated images", lambda: generation_eval(config, setup, params, out))
+                   or {})
+
+  def write():
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / f"step_{step}.json").write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
     overall = "\n".join(f"- {k}: {v:.4f}" for k, v in results.items() if "/" not in k)
     table = results_table(results, number_list(config.eval_scales, "eval_scales"))
     (out.parent / f"step_{step}.md").write_text(f"# Slider evaluation, step {step}\n\n{overall}\n\n{table}\n")
+
+  parallel.write_once(f"step_{step}.json", write)
   return results
 
 
@@ -709,11 +720,8 @@ def export(config, workdir) -> list[Path]:
   _, adapter = lora_for(config, unet, bool(config.images))
   params, _ = adapters.restore(workdir, adapter)
   out = Path(workdir) / "export"
-  paths = [out / "lora.safetensors", out / "lora_kohya.safetensors"]
-  if jax.process_index() == 0:
-    adapter.save_peft(paths[0], params)
-    adapter.save_kohya(paths[1], params)
-  return paths
+  return parallel.write_once("export", lambda: [adapter.save_peft(out / "lora.safetensors", params),
+                                               adapter.save_kohya(out / "lora_kohya.safetensors", params)]) or []
 
 
 # ---------------------------------------------------------------------------------------------------- demo
