@@ -111,7 +111,7 @@ MISTAKES = [
      "argument --num-images: 0 is less than 1"),
     # bench, demo, data
     (["bench", "video_vit", "--steps", "0"], "argument --steps: 0 is less than 1"),
-    (["bench", "video_vit", "--config", "huge"], "argument --config: invalid choice: 'huge'"),
+    (["bench", "video_vit", "--config", "huge"], "no video_vit size 'huge'; choose tiny, small, paper"),
     (["demo", "--workdir", "$afile", "--only", "find"], "afile: File exists; check the path"),
     (["data", "airletters-synth", "--out", "$afile"], "afile/videos: Not a directory; check the path"),
     (["data", "build", "airletters", "--manual-dir", "$airletters", "--data-dir", "$w", "--config",
