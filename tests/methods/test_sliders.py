@@ -361,18 +361,19 @@ def test_image_slider_trains_the_lora(image_run):
 
 
 def test_image_loss_by_hand(image_run):
-  # The loop's last evaluation: the two-term loss of the trained LoRA on fixed examples, recomputed here with
-  # the LoRA merged into the kernels at +s for the +s image (positive prompt) and -s for the -s image (neutral).
-  config, workdir, setup, result = image_run
-  params, _ = adapters.restore(workdir, setup.adapter)
-  magnitudes, lows, highs, noise, batch = sliders.image_examples(config, setup, 8)
+  # The evaluation's two-term loss, recomputed with the LoRA merged into the kernels at +s for the +s image
+  # (positive prompt) and -s for the -s image (neutral); with the signs swapped it is another number.
+  config, _, setup, _ = image_run
+  params = trained_looking(setup, seed=1)
+  magnitudes, lows, highs, noise, batch = sliders.image_examples(config, setup, 4)
+  loss = sliders.image_metrics_fn(config, setup, 4)(params)["image_mse"]
   unet = jax.jit(lambda p, x, t, c: setup.unet.apply({"params": p}, x, t, c))
   noisy = lambda x: setup.schedule.add_noise(x, noise, batch["t_noise"])  # the same noise on both images
   context = lambda role: np.asarray(setup.text[role])[batch["pair"]]
   at = lambda s: setup.adapter.apply(params, setup.base, s, fold=True)
   mse = lambda s, x, role: np.mean((unet(at(s), noisy(x), batch["t_query"], context(role)) - noise) ** 2)
   expected = np.mean([mse(s, high, "positive") + mse(-s, low, "neutral") for s, low, high in zip(magnitudes, lows, highs)])
-  np.testing.assert_allclose(result["eval/image_mse"], expected, rtol=1e-4)
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)
   swapped = np.mean([mse(-s, high, "positive") + mse(s, low, "neutral") for s, low, high in zip(magnitudes, lows, highs)])
   assert abs(swapped - expected) > 1e-2 * expected
 
