@@ -153,7 +153,7 @@ def test_draws_per_iteration():
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("sliders")
-  config = tiny_config("iterations=6", "max_denoising_steps=4", "log_every=2", "checkpoint_every=6",
+  config = tiny_config("iterations=4", "max_denoising_steps=4", "log_every=2", "checkpoint_every=4",
                        "attributes=tall, short")
   setup = sliders.make_setup(config, workdir)
   # The end-of-run figures are tested through `jaxlab eval` below, which computes them again.
@@ -175,7 +175,7 @@ def test_training_changes_only_the_lora(text_run):
   params, step = adapters.restore(workdir, setup.adapter)
   init_rng, _ = jax.random.split(jax.random.key(config.seed))  # the loop's initialisation
   initial = nn.meta.unbox(setup.adapter.init(init_rng))
-  assert step == 6 and jax.tree.structure(params) == jax.tree.structure(initial)
+  assert step == 4 and jax.tree.structure(params) == jax.tree.structure(initial)
   for path, value in traverse_util.flatten_dict(params).items():
     assert not np.array_equal(value, traverse_util.flatten_dict(initial)[path]), path
   # The frozen UNet the step read is the pipeline's, unchanged.
@@ -183,7 +183,7 @@ def test_training_changes_only_the_lora(text_run):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(setup.base), on_disk)
   losses = [json.loads(line)["train/loss"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
             if "train/loss" in line]
-  assert len(losses) == 3 and all(np.isfinite(losses))
+  assert len(losses) == 2 and all(np.isfinite(losses))
 
 
 def test_loss_and_x_t_by_hand(text_run):
@@ -279,10 +279,10 @@ def test_evaluation_with_clip(text_run, tmp_path, capsys):
                    "--config.eval_attributes=man, woman", "--config.eval_start_noise=600"]) == 0
   err = capsys.readouterr().err
   assert "LPIPS is not computed" in err and "lpip_score.py" in err
-  out = workdir / "eval" / "step_6"
+  out = workdir / "eval" / "step_4"
   assert sorted(p.name for p in out.iterdir()) == ["-1", "0", "1", "2"]
   assert sorted(p.name for p in (out / "1").iterdir()) == ["0_0.png", "1_0.png"]
-  results = json.loads((workdir / "eval" / "step_6.json").read_text())
+  results = json.loads((workdir / "eval" / "step_4.json").read_text())
   assert results["delta_clip/0"] == 0.0 and results["interference/0"] == 0.0
   assert results["delta_clip/1"] == pytest.approx(results["clip/1"] - results["clip/0"])
   assert 0 <= results["interference/-1"] <= 1 and results["attribute_shift/1"] >= 0
@@ -290,7 +290,7 @@ def test_evaluation_with_clip(text_run, tmp_path, capsys):
   assert results["effect/0"] == 0.0 and 0 < results["effect/1"] < results["effect/2"]
   assert results["effect/-1"] < 0 and results["slider_gap"] < 1
   assert "| scale | effect | clip | delta_clip | interference | attribute_shift |" in \
-      (workdir / "eval" / "step_6.md").read_text()
+      (workdir / "eval" / "step_4.md").read_text()
   # The scale-1 images differ from scale 0's above start_noise's switch, and their CLIP scores are transformers'
   # CLIPModel(...).logits_per_image against the attribute text (the first entry's positive prompt).
   images = {s: [Image.open(out / s / f"{c}_0.png").convert("RGB") for c in (0, 1)] for s in ("0", "1")}
@@ -375,7 +375,7 @@ def test_image_loss_by_hand(image_run):
   expected = np.mean([mse(s, high, "positive") + mse(-s, low, "neutral") for s, low, high in zip(magnitudes, lows, highs)])
   np.testing.assert_allclose(loss, expected, rtol=1e-4)
   swapped = np.mean([mse(-s, high, "positive") + mse(s, low, "neutral") for s, low, high in zip(magnitudes, lows, highs)])
-  assert abs(swapped - expected) > 1e-2 * expected
+  assert abs(swapped - expected) > 10 * 1e-4 * expected  # the swapped signs fall well outside the tolerance
 
 
 # ------------------------------------------------------------------------------------------------- SDXL
