@@ -61,6 +61,12 @@ class CLIPScorer:
     """cos(image_i, text_i) for each pair."""
     return np.sum(self.image_embeds(images) * self.text_embeds(texts), axis=-1)
 
+  def logits_per_image(self, images: Sequence, texts: Sequence[str]) -> np.ndarray:
+    """`[images, texts]`: exp(logit_scale) * cosine, the `logits_per_image` of transformers' `CLIPModel` (the
+    "CLIP score" of the sliders' `clip_score.py`)."""
+    scale = np.exp(np.float32(self.params["logit_scale"]))
+    return scale * (self.image_embeds(images) @ self.text_embeds(texts).T)
+
 
 def _unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)

@@ -16,30 +16,33 @@ from PIL import Image
 
 from jaxlab import parallel
 from jaxlab.diffusion import adapters, sampler, tiny_video
-from jaxlab.diffusion.pipeline import write_tiny_random
+from jaxlab.diffusion.pipeline import write_tiny_random, write_tiny_random_xl
 from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
 
 TINY_RANDOM = "tiny-random"
+TINY_RANDOM_XL = "tiny-random-xl"
+_TINY_WRITERS = {TINY_RANDOM: write_tiny_random, TINY_RANDOM_XL: write_tiny_random_xl}
 
 
 def pipeline_folder(pretrained: str, workdir, sample_size: int, video: bool = False) -> Path:
-  """`pretrained`, or for `tiny-random` a small random pipeline (latents `sample_size`²) written once under the
-  workdir: SD, or with `video` `tiny_video`'s text-to-video one (its VAE untrained)."""
-  if pretrained == TINY_RANDOM:
-    folder = Path(workdir) / TINY_RANDOM
-    parallel.write_once("tiny-random pipeline", lambda: (folder / "model_index.json").is_file() or _write_tiny_random(
-        folder, sample_size, video))
+  """`pretrained`, or for `tiny-random` (`tiny-random-xl`) a small random SD (SDXL) pipeline (latents
+  `sample_size`²) written once under the workdir; with `video`, `tiny-random` is `tiny_video`'s random
+  text-to-video one (its VAE untrained)."""
+  writers = {TINY_RANDOM: _write_tiny_video} if video else _TINY_WRITERS
+  if pretrained in writers:
+    folder = Path(workdir) / pretrained
+    parallel.write_once(f"{pretrained} pipeline", lambda: (folder / "model_index.json").is_file() or
+                        writers[pretrained](folder, seed=0, sample_size=sample_size))
     return folder
   if not pretrained:
-    raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or tiny-random")
+    raise UserError("set --config.pretrained to a local diffusers pipeline folder (e.g. SD v1.4), or "
+                    f"{' / '.join(writers)}")
   return Path(pretrained)
 
 
-def _write_tiny_random(folder: Path, sample_size: int, video: bool) -> Path:
-  if not video:
-    return write_tiny_random(folder, seed=0, sample_size=sample_size)
-  return tiny_video.write(folder, 2 * sample_size)
+def _write_tiny_video(folder: Path, seed: int, sample_size: int) -> Path:
+  return tiny_video.write(folder, 2 * sample_size, seed=seed)
 
 
 def evaluate(workdir, adapter: adapters.Adapter, step: int | None, metrics: Callable[[dict], dict],
