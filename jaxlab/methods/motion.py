@@ -268,6 +268,9 @@ def pipeline_folder(config, workdir) -> Path:
     if not (folder / "model_index.json").is_file():
       write_tiny_pipeline(config, workdir, folder)
     return folder
+  if not config.pretrained:
+    raise UserError("set --config.pretrained to a local text-to-video diffusers folder (e.g. zeroscope_v2_576w), "
+                    f"or {TINY} / {tuning.TINY_RANDOM}")
   return tuning.pipeline_folder(config.pretrained, workdir, sample_size=config.resolution // 2, video=True)
 
 

@@ -219,3 +219,15 @@ def test_eval_generates_videos_and_scores_them(trained, tmp_path):
   assert results["motion_accuracy/tuned"] == float(np.mean(predicted == 0))
   for name in ("base", "tuned"):
     assert -1 <= results[f"clip_text/{name}"] <= 1
+
+
+def test_pipeline_folder_choices(tmp_path):
+  config = training.load_config(f"{CONFIG}:tiny")
+  config.pretrained, config.resolution = "", 16
+  with pytest.raises(UserError, match="text-to-video diffusers folder"):
+    motion.pipeline_folder(config, tmp_path)
+  config.pretrained = "tiny-random"  # a random text-to-video folder, written once
+  folder = motion.pipeline_folder(config, tmp_path)
+  assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "TextToVideoSDPipeline"
+  assert json.loads((folder / "unet" / "config.json").read_text())["_class_name"] == "UNet3DConditionModel"
+  assert motion.pipeline_folder(config, tmp_path) == folder == tmp_path / "tiny-random"
