@@ -24,7 +24,7 @@ from jaxlab.training import base_config
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c = base_config()
-  c.pretrained = ""                 # a local TextToVideoSDPipeline folder, or 'tiny-synthetic'
+  c.pretrained = ""                 # a local TextToVideoSDPipeline folder, 'tiny-synthetic' or 'tiny-random'
   # Data: folders of clips (captions in clip.txt beside clip.mp4, else text.json, else the fallback).
   c.videos = ""                     # the motion's clips, or 'synthetic'
   c.reg_videos = ""                 # regularisation clips (caption: sidecar, else the file name, _ as spaces)
