@@ -34,7 +34,7 @@ SUITE_SETTINGS = {
     "audit": "N_SITES = 300\nRESAMPLES = 10",
     "motion": 'NUM_VIDEOS, CLASSIFIER_STEPS = 2, 2\nCLASSIFIER_CLIPS = {"train": 16, "validation": 2, "test": 2}\n'
               'OVERRIDES = ["synthetic.num_clips=2", "synthetic.num_frames=4", "num_frames=4", "resolution=16", '
-              '"tiny_pipeline.vae_steps=4", "tiny_pipeline.vae_batch_size=8", "tiny_pipeline.unet_steps=0", '
+              '"tiny_pipeline.vae_steps=0", "tiny_pipeline.unet_steps=0", '
               '"total_steps=2", "log_every=1", "checkpoint_every=2", "eval_steps=2", "eval_batch_size=2"]',
 }
 CELL_TIMEOUT_S = 300

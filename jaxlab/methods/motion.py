@@ -278,13 +278,14 @@ def write_tiny_pipeline(config, workdir, folder: Path) -> Path:
   """The tiny config's base model, a stand-in for ZeroScope that knows the regularisation clips' motion but not
   the taught one: `tiny_video`'s pipeline with its VAE trained on the frames of all clips, then its whole UNet
   trained (this method with `trainable_modules=('all',)`, no prior) on the regularisation clips for
-  `tiny_pipeline.unet_steps` steps, in `<folder>-base`."""
+  `tiny_pipeline.unet_steps` steps, in `<folder>-base`. Zero steps leave that part random (quick checks)."""
   from jaxlab.diffusion import tiny_video
   options = dict(config.tiny_pipeline)
   unet_steps = options.pop("unet_steps")
   videos, reg = clip_folders(config, workdir)
   paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
-  frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths])
+  frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths]
+                          ) if options["vae_steps"] else None
   staging = folder.with_name(f"{folder.name}-staging")
   tiny_video.write(staging, config.resolution, frames, **options)
   if reg is not None and unet_steps:
