@@ -236,7 +236,7 @@ def plot_training_curve(metrics_file: Path, path: Path) -> Path:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+  records = training.metrics.read_records(metrics_file.parent)
   train = [(r["step"], r["train/loss"], r["train/accuracy"]) for r in records if "train/loss" in r]
   evals = [(r["step"], r["eval/top1"]) for r in records if "eval/top1" in r]
   fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))

@@ -24,7 +24,6 @@ training, `export` writes the UNet as a diffusers folder and the changed tensors
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import grain
@@ -343,8 +342,7 @@ def demo(workdir) -> DemoSection:
   result = training.train(make_task(config, workdir, setup), config, workdir)
   exported = export(config, workdir)
   trainable, step = adapters.restore(workdir, setup.adapter)
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+  losses = training.metrics.history(workdir, "train/loss")
 
   grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
   curve = tuning.loss_curve(losses, workdir / "loss.png", "ESD-x, tiny random SD", "ESD loss")

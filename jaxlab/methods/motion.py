@@ -587,8 +587,7 @@ def train_classifier(workdir: Path, steps: int = 150, clips_per_class: dict | No
                f"--config.total_steps={steps}", f"--config.checkpoint_every={steps}",
                f"--config.warmup_steps={min(20, steps)}"]
     subprocess.run(command, check=True)
-  records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-  return run, [r["eval/top1"] for r in records if "eval/top1" in r][-1]
+  return run, training.metrics.history(run, "eval/top1")[-1][1]
 
 
 def side_by_side(base: list[np.ndarray], tuned: list[np.ndarray], scale: int = 3) -> np.ndarray:

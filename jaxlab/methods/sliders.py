@@ -735,8 +735,7 @@ def demo(workdir) -> DemoSection:
   result = training.train(make_task(config, workdir, setup), config, workdir)
   exported = export(config, workdir)
   params, step = adapters.restore(workdir, setup.adapter)
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+  losses = training.metrics.history(workdir, "train/loss")
   scales = number_list(config.eval_scales, "eval_scales")
   effects = [result[f"eval/effect/{scale_name(s)}"] for s in scales]
   monotonic = all(a < b for a, b in zip(effects, effects[1:]))
