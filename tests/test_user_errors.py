@@ -105,7 +105,7 @@ MISTAKES = [
     (["generate", "--pipeline", "$nowhere", "--prompt", "cat", "--out", "$w", "--unet-weights", "$none.safetensors"],
      "none.safetensors not found"),
     (["generate", "--pipeline", "$nowhere", "--prompt", "cat", "--out", "$w", "--unet", "$vae"],
-     "vae holds a model of class AutoencoderKL; UNet2DConditionModel is needed here"),
+     "vae holds a model of class AutoencoderKL; UNet2DConditionModel or UNet3DConditionModel is needed here"),
     (["generate", "--pipeline", "$nowhere", "--prompt", "cat", "--out", "$afile"], "--out"),
     (["generate", "--pipeline", "$nowhere", "--prompt", "cat", "--out", "$w", "--num-images", "0"],
      "argument --num-images: 0 is less than 1"),

@@ -5,6 +5,8 @@ with text embeddings, MSE to the noise, backward into the trained subset only (t
 convolutions, cross-attention K/V; the rest frozen), gradient clipping and an AdamW update.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,12 @@ from jaxlab.models import unet3d
 
 MODULES = ("cross", "temporal", "temp_convs")
 SIZES = {
+    # One level and the mid block: every kind of trained layer, the smallest compile (`bench all --dry-run`).
+    "tiny": dict(config=unet3d.UNet3DConfig(block_out_channels=(16,), down_block_types=("CrossAttnDownBlock3D",),
+                                            up_block_types=("CrossAttnUpBlock3D",), layers_per_block=1,
+                                            attention_head_dim=8, cross_attention_dim=16, norm_num_groups=8,
+                                            sample_size=8),
+                 frames=2, batch_size=2, text_dim=16),
     # ModelScope's structure (4 levels, 2 layers each, cross-attention on 3) made narrow, 8 frames of 16x16 latents.
     "small": dict(config=unet3d.UNet3DConfig(block_out_channels=(32, 64, 128, 128), attention_head_dim=8,
                                              cross_attention_dim=64, norm_num_groups=8, sample_size=16),
@@ -68,6 +76,11 @@ def _reference_step(c: unet3d.UNet3DConfig, batch: dict, dtype: str):
   return one, memory, device, sum(p.numel() for p in params)
 
 
+def _reference(c: unet3d.UNet3DConfig, batch: dict, dtype: str):
+  """The reference step as `common.side_by_side` runs it, in the reference process (hence module-level)."""
+  return _reference_step(c, batch, dtype)[:3]
+
+
 def random_batch(size: dict, batch_size: int) -> dict:
   c, rng = size["config"], np.random.default_rng(0)
   latents = (batch_size, size["frames"], c.sample_size, c.sample_size, c.in_channels)
@@ -76,8 +89,9 @@ def random_batch(size: dict, batch_size: int) -> dict:
           "text": rng.normal(size=(batch_size, TEXT_LENGTH, size["text_dim"])).astype(np.float32)}
 
 
-def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small", remat_policy=None) -> dict:
-  size = SIZES[config]
+def run(batch_size=None, steps=10, dtype="float32", reference=True, config="small", remat_policy=None,
+        out_dir=common.OUT_DIR) -> dict:
+  size = common.size(SIZES, config, "unet3d")
   c = size["config"]
   batch_size = batch_size or size["batch_size"]
   module = unet3d.UNet3DConditionModel(c, dtype=jnp.dtype(dtype), remat_policy=remat_policy)
@@ -94,4 +108,4 @@ def run(batch_size=None, steps=10, dtype="float32", reference=True, config="smal
       "unet3d train step", setup, steps=steps, batch_size=batch_size, dtype=dtype,
       ours=("jaxlab UNet3DConditionModel (jit)", _task(module, base, selected), batch),
       reference=("diffusers UNet3DConditionModel", "same FLOPs assumed as ours (same model, subset and batch)",
-                 lambda: _reference_step(c, batch, dtype)[:3]) if reference else None)
+                 functools.partial(_reference, c, batch, dtype)) if reference else None, out_dir=out_dir)

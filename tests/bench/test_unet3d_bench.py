@@ -15,11 +15,8 @@ pytest.importorskip("diffusers")
 
 
 def test_both_steps_run_on_the_same_subset():
-  # One level (and the mid block): every kind of trained layer, the smallest compile.
-  c = unet3d.UNet3DConfig(block_out_channels=(16,), down_block_types=("CrossAttnDownBlock3D",),
-                          up_block_types=("CrossAttnUpBlock3D",), layers_per_block=1, attention_head_dim=8,
-                          cross_attention_dim=16, norm_num_groups=8, sample_size=8)
-  size = dict(config=c, frames=2, batch_size=2, text_dim=16)
+  size = bench.SIZES["tiny"]  # one level and the mid block: every kind of trained layer
+  c = size["config"]
   batch = bench.random_batch(size, 2)
   module = unet3d.UNet3DConditionModel(c)
   base = random_params(module, *unet3d.FAMILY.dummy_inputs(module))
