@@ -22,6 +22,7 @@ from jaxlab.data import video as video_lib
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
 from jaxlab.models import video_classifiers, video_vit, weights
+from jaxlab.training.classification import classification_metrics
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -138,23 +139,6 @@ def evaluate_split(model, params, model_state, source, config, mesh) -> dict:
       masks.append(np.asarray(multihost_utils.process_allgather(placed["mask"], tiled=True)))
   logits, labels, mask = np.concatenate(logits), np.concatenate(labels), np.concatenate(masks)
   return classification_metrics(logits[mask], labels[mask], len(airletters.LABELS))
-
-
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-  top5 = np.argsort(-logits, axis=1)[:, :5]
-  predicted = top5[:, 0]
-  confusion = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(confusion, (labels, predicted), 1)
-  support = confusion.sum(1)
-  per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
-  return {
-      "top1": float((predicted == labels).mean()),
-      "top5": float((top5 == labels[:, None]).any(1).mean()),
-      "mean_class_accuracy": float(np.nanmean(per_class)),
-      "num_examples": int(len(labels)),
-      "per_class": per_class,
-      "confusion": confusion,
-  }
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> Path:
