@@ -46,10 +46,12 @@ def _write_tiny_video(folder: Path, seed: int, sample_size: int) -> Path:
 
 
 def evaluate(workdir, adapter: adapters.Adapter, step: int | None, metrics: Callable[[dict], dict],
-             generation: Callable[[dict, int], dict] | None = None) -> dict:
+             generation: Callable[[dict, int], dict] | None = None,
+             report: Callable[[dict, int], str] | None = None) -> dict:
   """A tuning run's eval: the adapter's params restored from `workdir` (the latest checkpoint, or `step`'s),
   `metrics(params)` and, with `generation(params, step)`, its figures (samples made and scored on process 0, on
-  its own devices); also written to `WORKDIR/eval/step_<N>.json`."""
+  its own devices); also written to `WORKDIR/eval/step_<N>.json`, and `report(results, step)`'s markdown to
+  `step_<N>.md`."""
   params, step = adapters.restore(workdir, adapter, step)
   results = metrics(params)
   if generation is not None:
@@ -59,6 +61,8 @@ def evaluate(workdir, adapter: adapters.Adapter, step: int | None, metrics: Call
   def write():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+    if report is not None:
+      out.with_suffix(".md").write_text(report(results, step))
 
   parallel.write_once(out.name, write)
   return results

@@ -30,7 +30,6 @@ writes `WORKDIR/export/lora.safetensors` (diffusers/PEFT, for `load_lora_weights
 
 import dataclasses
 import functools
-import json
 import math
 from pathlib import Path
 import sys
@@ -693,22 +692,15 @@ def evaluate(config, workdir, step=None) -> dict:
   """The fixed-latent figures of a checkpoint and, with `eval_prompts`, the generation figures; written to
   `WORKDIR/eval/step_<N>.json` and `.md`."""
   setup = make_setup(config, workdir)
-  params, step = adapters.restore(workdir, setup.adapter, step)
-  results = metrics_fn(config, setup)(params)
-  out = Path(workdir) / "eval" / f"step_{step}"
-  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
-    results.update(parallel.write_once("generated images", lambda: generation_eval(config, setup, params, out))
-                   or {})
+  generation = (lambda params, step: generation_eval(config, setup, params, Path(workdir) / "eval" / f"step_{step}")
+                ) if config.eval_prompts else None
 
-  def write():
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / f"step_{step}.json").write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
+  def report(results, step):
     overall = "\n".join(f"- {k}: {v:.4f}" for k, v in results.items() if "/" not in k)
     table = results_table(results, number_list(config.eval_scales, "eval_scales"))
-    (out.parent / f"step_{step}.md").write_text(f"# Slider evaluation, step {step}\n\n{overall}\n\n{table}\n")
+    return f"# Slider evaluation, step {step}\n\n{overall}\n\n{table}\n"
 
-  parallel.write_once(f"step_{step}.json", write)
-  return results
+  return tuning.evaluate(workdir, setup.adapter, step, metrics_fn(config, setup), generation, report)
 
 
 def export(config, workdir) -> list[Path]:
