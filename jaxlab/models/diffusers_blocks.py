@@ -410,22 +410,74 @@ class UNetBlock(_Block):
   direction: str = "down"  # 'down' | 'up'
   resample: bool = False
 
+  scan: bool = False
+
   @nn.compact
   def __call__(self, x, temb, context, skips=(), upsample_size=None):
     outputs, skips = [], list(skips)
-    for j in range(self.spec.num_layers):
-      if self.direction == "up":
-        x = jnp.concatenate([x, skips.pop()], axis=-1)
-      x = self.resnet(x, temb, j)
-      if self.spec.attention:
-        x = self.transformer(x, context, j)
-      outputs.append(x)
+    j = 0
+    for start, count in self._runs(x, skips):
+      if count > 1 and self.scan:
+        layer_skips = None
+        if self.direction == "up":
+          layer_skips = jnp.stack([skips.pop() for _ in range(count)])
+        x, ys = _scanned_layers(self, count, start, x, temb, context, layer_skips)
+        outputs.extend(ys[i] for i in range(count))
+        continue
+      for j in range(start, start + count):
+        if self.direction == "up":
+          x = jnp.concatenate([x, skips.pop()], axis=-1)
+        x = self.resnet(x, temb, j)
+        if self.spec.attention:
+          x = self.transformer(x, context, j)
+        outputs.append(x)
     if self.resample and self.direction == "down":
       x = downsample(x, self.options.downsample_padding, self.dtype, self.param_dtype, name="downsamplers_0")
       outputs.append(x)
     if self.resample and self.direction == "up":
       x = upsample(x, upsample_size, self.dtype, self.param_dtype, name="upsamplers_0")
     return x, outputs
+
+
+  @nn.nowrap
+  def _runs(self, x, skips):
+    """(first layer, count) of consecutive layers with one shape in and out."""
+    sigs = []
+    channels = x.shape[-1]
+    skip_channels = [s.shape[-1] for s in reversed(skips)]
+    for j in range(self.spec.num_layers):
+      sk = skip_channels[j] if self.direction == "up" else 0
+      sigs.append((channels, sk, self.spec.transformer_layers[j] if self.spec.attention else 0))
+      channels = self.spec.out_channels
+    runs = []
+    for j, sig in enumerate(sigs):
+      same = sig[0] == self.spec.out_channels
+      if runs and same and sigs[runs[-1][0]] == sig and sigs[runs[-1][0]][0] == self.spec.out_channels:
+        runs[-1][1] += 1
+      else:
+        runs.append([j, 1])
+    return runs
+
+
+class _Layer(_Block):
+  direction: str = "down"
+
+  @nn.compact
+  def __call__(self, x, temb, context, skip):
+    if skip is not None:
+      x = jnp.concatenate([x, skip], axis=-1)
+    x = self.resnet(x, temb, 0)
+    if self.spec.attention:
+      x = self.transformer(x, context, 0)
+    return x, x
+
+
+def _scanned_layers(block, count, start, x, temb, context, skips):
+  stack = nn.scan(_Layer, variable_axes={"params": 0}, split_rngs={"params": True}, length=count,
+                  in_axes=(nn.broadcast, nn.broadcast, 0 if skips is not None else nn.broadcast),
+                  metadata_params={nn.PARTITION_NAME: "layers"})
+  return stack(block.spec, block.options, block.remat_policy, block.num_frames, block.deterministic, block.dtype,
+               block.param_dtype, direction=block.direction, name=f"layers_{start}")(x, temb, context, skips)
 
 
 class UNetMidBlock(_Block):

@@ -85,6 +85,7 @@ class UNet2DConditionModel(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat_policy: str | None = None  # a `jax.checkpoint_policies` name applied to every ResNet and transformer
+  scan_blocks: bool = False
 
   @nn.compact
   def __call__(self, sample, timesteps, encoder_hidden_states, added_cond_kwargs=None):
@@ -108,7 +109,7 @@ class UNet2DConditionModel(nn.Module):
     x = jnn.conv(c.block_out_channels[0], (k_in, k_in), padding=[((k_in - 1) // 2,) * 2] * 2, dtype=self.dtype,
                  param_dtype=self.param_dtype, name="conv_in")(x)
     skips = [x]
-    blocks = functools.partial(UNetBlock, options=c.block_options, remat_policy=self.remat_policy,
+    blocks = functools.partial(UNetBlock, options=c.block_options, remat_policy=self.remat_policy, scan=self.scan_blocks,
                                dtype=self.dtype, param_dtype=self.param_dtype)
     last = len(c.block_out_channels) - 1
     for i, spec in enumerate(down_specs(c)):
