@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/jaxlab demo --workdir runs/demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile tests
 
 # The device script, from a fresh checkout on a GPU (or DEVICE=tpu) machine: installs the accelerator extra
 # into .venv, then runs every paper-size bench beside PyTorch and the bf16 check into runs/device/bench.md.

@@ -1,6 +1,5 @@
 """What the notebooks in `train/colab/` call besides the methods: start-up, figures and clips shown inline."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,13 @@ def write_gif(frames: np.ndarray, path, fps: float, scale: int = 1) -> Path:
   return path
 
 
-def read_metrics(workdir) -> list[dict]:
-  """The records of a run's `metrics.jsonl`."""
-  return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines() if line]
-
-
 def plot_metrics(workdir, keys: list[str], path) -> Path:
   """One panel per metric of `metrics.jsonl` against the step, saved as a PNG."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  records = read_metrics(workdir)
+  from jaxlab.training import metrics
+  records = metrics.read_records(workdir)
   fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
   for ax, key in zip(axes[0], keys):
     points = [(r["step"], r[key]) for r in records if key in r]

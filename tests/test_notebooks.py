@@ -18,7 +18,7 @@ _spec.loader.exec_module(notebooks)
 
 NOTEBOOKS = sorted(p.stem for p in COLAB.glob("*.ipynb"))
 # Methods whose notebook lands with them (train/colab/README.md says what each should show).
-PENDING = {"sliders", "motion"}
+PENDING = set()
 # Run after each notebook's `parameters` cell: a few steps on a few clips; the cells stay the same.
 SUITE_SETTINGS = {
     "airletters": 'CLIPS_PER_CLASS = {"train": 2, "validation": 1, "test": 1}\n'
@@ -27,8 +27,15 @@ SUITE_SETTINGS = {
     "spelling": 'OVERRIDES = ["data.train_size=64", "data.val_size=32", "total_steps=8", "log_every=4", '
                 '"checkpoint_every=8"]',
     "esd": 'OVERRIDES = ["steps=4", "ddim_steps=4", "eval_steps=4", "log_every=2", "checkpoint_every=4"]',
+    "sliders": 'OVERRIDES = ["iterations=2", "max_denoising_steps=3", "eval_steps=3", "log_every=1", '
+               '"checkpoint_every=2"]\nIMAGE_OVERRIDES = ["iterations=2", "max_denoising_steps=3", "log_every=1", '
+               '"checkpoint_every=2"]\nSCALES = [-1, 0, 1]',
     "find": "N_NUMERIC, N_STRINGS = 4, 4\nMLP_EPOCHS = 20",
     "audit": "N_SITES = 300\nRESAMPLES = 10",
+    "motion": 'NUM_VIDEOS, CLASSIFIER_STEPS = 2, 2\nCLASSIFIER_CLIPS = {"train": 16, "validation": 2, "test": 2}\n'
+              'OVERRIDES = ["synthetic.num_clips=2", "synthetic.num_frames=4", "num_frames=4", "resolution=16", '
+              '"tiny_pipeline.vae_steps=0", "tiny_pipeline.unet_steps=0", '
+              '"total_steps=2", "log_every=1", "checkpoint_every=2", "eval_steps=2", "eval_batch_size=2"]',
 }
 CELL_TIMEOUT_S = 300
 

@@ -8,7 +8,7 @@
 #   tpu/tpu_pod.sh install                      # requirements.lock, then jax[tpu] at the lock's jax version
 #   tpu/tpu_pod.sh train airletters train/configs/airletters.py:paper --workdir gs://bucket/runs/a \
 #       --config.data_dir=gs://bucket/tfds     # in the background on every worker
-#   tpu/tpu_pod.sh logs                         # the end of every worker's log (LINES=50)
+#   tpu/tpu_pod.sh logs                         # the end of every worker's log (LOG_LINES=50; not LINES, which shells set to the terminal height)
 #   tpu/tpu_pod.sh delete
 #
 # Every step prints the command it runs first; `--dry-run` (before the step) prints and runs nothing. The
@@ -57,7 +57,7 @@ $PIP -r requirements.lock; $PIP 'jax[tpu]==$JAX_VERSION'; $PIP --no-deps -e ." ;
     printf -v ARGS ' %q' "$@"  # each argument quoted once more, for the remote shell
     on_workers "cd ~/$REMOTE && nohup ~/$VENV/bin/jaxlab train$ARGS > ~/$LOG 2>&1 < /dev/null &" ;;
   logs)
-    on_workers "tail -n ${LINES:-50} ~/$LOG" ;;
+    on_workers "tail -n ${LOG_LINES:-50} ~/$LOG" ;;
   delete)
     run gcloud compute tpus tpu-vm delete "$TPU_NAME" --zone "$ZONE" --quiet ;;
   *)

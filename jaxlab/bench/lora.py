@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from jaxlab import training
-from jaxlab.bench import common
+from jaxlab.bench import common, hardware
 from jaxlab.diffusion import adapters, lora
 from jaxlab.diffusion.pipeline import random_params
 from jaxlab.models import unet2d
@@ -73,8 +73,8 @@ def run(batch_size=None, steps=10, dtype="float32", config="small", rank=4, refe
     step, flops, memory = common.jax_train_step(task, batch)
     rows.append((name, step, flops, memory))
   times = common.time_in_turns(steps, *(step for _, step, _, _ in rows))
-  peak, peak_source = common.peak_flops(dtype)
-  results = [common.summarize(name, t, batch_size, flops, peak, memory)
+  peak, peak_source = hardware.peak_flops(dtype)
+  results = [common.summarize(name, t, batch_size, flops, peak, memory=(memory, "XLA's estimate of the step"))
              for (name, _, flops, memory), t in zip(rows, times)]
   setup = {"model": f"SD UNet {config}: channels {c.block_out_channels}, {count(base) / 1e6:.1f}M params, "
                     f"{c.sample_size}x{c.sample_size} latents, {TEXT_LENGTH} text tokens",

@@ -15,15 +15,14 @@ import jax
 
 from jaxlab.bench import common, hardware, parity
 
-# (bench, config, dtype): every paper-size train step. A bench not in this checkout is reported as skipped, so
-# the 3D UNet (16 frames of 256 px) joins the run once `jaxlab/bench/unet3d.py` exists.
+# (bench, config, dtype): every paper-size train step; a bench not in this checkout is reported as skipped.
 SUITE = (
     ("unet2d", "paper", "bfloat16"),      # SD 1.4's UNet, 512 px (64x64 latents)
     ("vae", "paper", "bfloat16"),         # SD's VAE, 512 px
     ("video_vit", "paper", "bfloat16"),   # VideoMAE-B, 16 frames of 224 px
     ("clip", "paper", "bfloat16"),        # CLIP ViT-B/32
     ("stin", "paper", "bfloat16"),        # STIN+OIE+NL
-    ("unet3d", "paper", "bfloat16"),      # the text-to-video 3D UNet, 16 frames of 256 px
+    ("unet3d", "paper", "bfloat16"),      # the text-to-video 3D UNet (ZeroScope v2), 16 frames of 384 px
 )
 DRY_RUN_CONFIG = "tiny"
 DRY_RUN_PARITY = ("video_vit",)

@@ -162,21 +162,23 @@ def render_clip(label: str, rng: np.random.Generator, height: int = 48, width: i
 
 
 def _write_one(args):
-  root, video_id, label, seed, height, width = args
+  root, video_id, label, seed, height, width, render = args
   rng = np.random.default_rng(seed)
-  frames = render_clip(label, rng, height, width)
+  frames = render(label, rng, height, width)
   filename = f"{video_id:08d}.mp4"
   write_video(Path(root) / "videos" / filename, frames, airletters.FPS)
   return filename, int(round(1000 * len(frames) / airletters.FPS))
 
 
 def write_dataset(root, clips_per_class: dict[str, int] | None = None, seed: int = 0, height: int = 48,
-                  width: int = 64, workers: int | None = None, labels: list[str] | None = None) -> Path:
+                  width: int = 64, workers: int | None = None, labels: list[str] | None = None,
+                  render=render_clip) -> Path:
   """Writes a synthetic AirLetters release under `root`; returns `root`.
 
   `clips_per_class` maps each split to clips per class (default train 24, validation 4, test 6); `labels`
   restricts the classes (default all 38). Each split has its own workers (as in the release) and ids are
-  unique but not contiguous.
+  unique but not contiguous. `render(label, rng, height, width)` draws a clip's frames (a module-level
+  function: workers import it by name), by default the hand tracing characters.
   """
   clips_per_class = clips_per_class or {"train": 24, "validation": 4, "test": 6}
   root = Path(root)
@@ -191,7 +193,7 @@ def write_dataset(root, clips_per_class: dict[str, int] | None = None, seed: int
       for _ in range(per_class):
         next_id += int(rng.integers(1, 4))
         worker = int(rng.choice(workers_here))
-        jobs.append((root, next_id, label, int(rng.integers(2**31)), height, width))
+        jobs.append((root, next_id, label, int(rng.integers(2**31)), height, width, render))
         rows[split].append({"id": next_id, "label": label, "worker_id": worker})
   results = list(map_in_processes(_write_one, jobs, workers or min(8, os.cpu_count() or 1)))
   by_id = {job[1]: result for job, result in zip(jobs, results)}

@@ -20,15 +20,13 @@ The base is never copied or rebuilt: a step takes it as frozen input and applies
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxlab import parallel
 from jaxlab.errors import UserError
-from jaxlab.training.checkpoint import Checkpointer
+from jaxlab.training.checkpoint import restore_for_eval
 
 
 class Adapter(Protocol):
@@ -68,15 +66,9 @@ def restore(workdir, adapter: Adapter, step: int | None = None) -> tuple[dict, i
   """(the adapter's params as host arrays, their step) from the latest (or `step`'s) checkpoint of a training
   run in `workdir`, read from its abstract params alone: no Task, no optimiser state. Every process gets them
   whole."""
-  checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints", asynchronous=False)
-  try:
-    step = checkpointer.latest_step() if step is None else step
-    if step is None:
-      raise UserError(f"{workdir} holds no checkpoint; train first")
-    replicated = parallel.replicated(parallel.make_mesh())
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                            nn.meta.unbox(jax.eval_shape(adapter.init, jax.random.key(0))))
-    params = checkpointer.restore_params(step, abstract)
-  finally:
-    checkpointer.close()
-  return jax.tree.map(np.asarray, params), int(step)
+  restored = restore_for_eval(workdir, {"params": nn.meta.unbox(jax.eval_shape(adapter.init, jax.random.key(0)))},
+                              step)
+  if restored is None:
+    raise UserError(f"{workdir} holds no checkpoint; train first")
+  state, step = restored
+  return jax.tree.map(np.asarray, state["params"]), int(step)

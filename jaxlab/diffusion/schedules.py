@@ -139,10 +139,10 @@ class NoiseSchedule:
       x0 = jnp.clip(x0, -self.clip_sample_range, self.clip_sample_range)
     return x0, eps
 
-  def _alpha_prev(self, prev_t):
+  def _alpha_prev(self, prev_t, xp=jnp):
     """abar at the timestep a DDIM step lands on; below 0, the final value (1 with `set_alpha_to_one`)."""
     final = 1.0 if self.set_alpha_to_one else self.alphas_cumprod[0]
-    return jnp.where(prev_t >= 0, self._alpha(jnp.maximum(prev_t, 0)), final)
+    return xp.where(prev_t >= 0, xp.asarray(self.alphas_cumprod)[xp.maximum(prev_t, 0)], final)
 
   def ddim_step(self, model_output, t, prev_t, x_t):
     """Deterministic DDIM (eta = 0) from timestep `t` to `prev_t` (diffusers' `DDIMScheduler.step`)."""
@@ -151,11 +151,13 @@ class NoiseSchedule:
     return jnp.sqrt(a_prev) * x0 + jnp.sqrt(1 - a_prev) * eps
 
   def ddim_chain(self, timesteps) -> "Chain":
-    """The DDIM chain over `timesteps` (noisiest first; may be traced)."""
-    timesteps = jnp.asarray(timesteps)
-    a_prev = self._alpha_prev(timesteps - self.num_train_timesteps // timesteps.shape[0])
-    zeros = jnp.zeros_like(a_prev)
-    return Chain(timesteps, zeros, jnp.sqrt(a_prev), jnp.sqrt(1 - a_prev), zeros, self)
+    """The DDIM chain over `timesteps` (noisiest first): host arrays for host timesteps (a sampler places them
+    once, explicitly), else traced."""
+    xp = np if isinstance(timesteps, np.ndarray) else jnp
+    timesteps = xp.asarray(timesteps, np.int32)
+    a_prev = self._alpha_prev(timesteps - self.num_train_timesteps // timesteps.shape[0], xp).astype(np.float32)
+    zeros = xp.zeros_like(a_prev)
+    return Chain(timesteps, zeros, xp.sqrt(a_prev), xp.sqrt(1 - a_prev), zeros, self)
 
   def chain(self, num_steps: int) -> "Chain":
     return self.ddim_chain(self.timesteps(num_steps))
@@ -247,8 +249,8 @@ class DPMSolver:
                                     or self.final_sigmas_type == "zero")
     first_order = (self.solver_order == 1) | (i == 0) | final
     c_d1 = np.where(first_order, 0.0, c_d1)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)
-    return Chain(jnp.asarray(timesteps, jnp.int32), f32(c_x), f32(c_x0), f32(np.zeros(num_steps)), f32(c_d1),
+    f32 = lambda a: np.asarray(a, np.float32)  # host arrays, as `NoiseSchedule.chain`'s
+    return Chain(np.asarray(timesteps, np.int32), f32(c_x), f32(c_x0), f32(np.zeros(num_steps)), f32(c_d1),
                  self.schedule)
 
 

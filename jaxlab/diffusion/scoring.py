@@ -1,4 +1,5 @@
-"""Scoring generated images: CLIP similarity with our CLIP, and hooks for the papers' external classifiers.
+"""Scoring generated images and videos: CLIP similarity with our CLIP, jaxlab video classifiers restored from
+their workdirs, and hooks for the papers' external classifiers.
 
 `CLIPScorer` reads a local transformers `CLIPModel` folder (e.g. openai/clip-vit-large-patch14) and gives the
 cosine similarity of each image with a text. `load_classifier('imagenet:DIR' | 'nudenet:DIR')` wraps the
@@ -11,6 +12,8 @@ classifiers ESD's evaluation uses, reading local weights only:
                 `*EXPOSED*` detections per image (nudity erasure; the paper counts classes over 4703 I2P images).
 
 A classifier is `(image paths, prompt rows) -> {metric: value}`; a missing folder skips it with a message.
+`VideoClassifier(WORKDIR)` is a video classifier trained by `jaxlab train airletters` (motion accuracy of
+generated clips).
 """
 
 from collections.abc import Callable, Sequence
@@ -20,12 +23,15 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 from PIL import Image
 
-from jaxlab.data import clip_images
+from jaxlab import training
+from jaxlab.data import airletters, clip_images
+from jaxlab.data import video as video_lib
 from jaxlab.data.clip_tokenizer import CLIPTokenizer
 from jaxlab.errors import UserError
-from jaxlab.models import load_pretrained
+from jaxlab.models import load_pretrained, video_classifiers
 
 Classifier = Callable[[Sequence[Path], Sequence], dict]
 
@@ -55,6 +61,12 @@ class CLIPScorer:
     """cos(image_i, text_i) for each pair."""
     return np.sum(self.image_embeds(images) * self.text_embeds(texts), axis=-1)
 
+  def logits_per_image(self, images: Sequence, texts: Sequence[str]) -> np.ndarray:
+    """`[images, texts]`: exp(logit_scale) * cosine, the `logits_per_image` of transformers' `CLIPModel` (the
+    "CLIP score" of the sliders' `clip_score.py`)."""
+    scale = np.exp(np.float32(self.params["logit_scale"]))
+    return scale * (self.image_embeds(images) @ self.text_embeds(texts).T)
+
 
 def _unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -68,6 +80,50 @@ def _image_features(module, params, pixels):
 @functools.partial(jax.jit, static_argnums=0)
 def _text_features(module, params, ids):
   return module.apply({"params": params}, ids, method="get_text_features").pooler_output
+
+
+# ----------------------------------------------------------------------------------- video classifiers
+
+class VideoClassifier:
+  """A jaxlab video classifier restored from its run's workdir (`jaxlab train airletters`, or any run whose
+  config.json names `model_name`, `model`, `num_frames` and `image_size`); its classes are the config's
+  `labels`, else AirLetters'. Clips are sampled and cropped as that method evaluates: segment centres, a centre
+  crop."""
+
+  def __init__(self, workdir, step: int | None = None, batch_size: int = 16):
+    config = training.load_saved_config(workdir)
+    self.labels = list(config.get("labels") or airletters.LABELS)
+    self.module = video_classifiers.make(config, len(self.labels))
+    self.num_frames, self.size, self.batch_size = config.num_frames, config.image_size, batch_size
+    video = jnp.zeros((1, self.num_frames, self.size, self.size, 3), jnp.float32)
+    abstract = dict(nn.meta.unbox(jax.eval_shape(self.module.init, jax.random.key(0), video)))
+    wanted = {"params": abstract.pop("params")}
+    if abstract:
+      wanted["model_state"] = abstract  # batch statistics
+    restored = training.restore_for_eval(workdir, wanted, step)
+    if restored is None:
+      raise UserError(f"classifier workdir {workdir} holds no checkpoint; train it first (jaxlab train airletters)")
+    state, self.step = restored
+    self.variables = {"params": state["params"], **state.get("model_state", {})}
+
+  def label_index(self, label: str) -> int:
+    if label not in self.labels:
+      raise UserError(f"the classifier has no class {label!r}; its classes: {', '.join(self.labels)}")
+    return self.labels.index(label)
+
+  def predict(self, videos) -> np.ndarray:
+    """The top-1 class of each uint8 clip `[T, H, W, 3]` (any length and size)."""
+    clips = [video_lib.center_crop(v[video_lib.segment_indices(len(v), self.num_frames)], self.size) for v in videos]
+    out = []
+    for start in range(0, len(clips), self.batch_size):
+      batch = np.stack(clips[start:start + self.batch_size])
+      out.append(np.asarray(_classify(self.module, self.variables, jnp.asarray(batch))).argmax(-1))
+    return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _classify(module, variables, videos):
+  return module.apply(variables, video_classifiers.normalise(videos), train=False)
 
 
 # ---------------------------------------------------------------------------------- external classifiers

@@ -21,45 +21,14 @@ from jaxlab.data import airletters, pipeline
 from jaxlab.data import video as video_lib
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
-from jaxlab.models import cnn3d, video_vit, weights
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-VIDEOMAE_CLASSES = ("VideoMAEForVideoClassification", "VideoMAEModel")  # what --config.pretrained may hold
+from jaxlab.models import video_classifiers, video_vit, weights
+from jaxlab.training.classification import classification_metrics
 
 
 # --------------------------------------------------------------------------------------------- model
 
 def make_model(config) -> nn.Module:
-  dtype = jnp.dtype(config.dtype)
-  m = config.model
-  if config.model_name == "video_vit":
-    if config.pretrained:
-      module, _ = weights.load_pretrained(config.pretrained, dtype=dtype, expect=VIDEOMAE_CLASSES)
-      if module.config.num_frames != config.num_frames or module.config.image_size != config.image_size:
-        raise UserError(f"{config.pretrained} expects {module.config.num_frames} frames of "
-                        f"{module.config.image_size} px; set --config.num_frames / --config.image_size to match")
-      vit_config = video_vit.VideoViTConfig(**{**module.config.__dict__, "num_labels": len(airletters.LABELS),
-                                               "hidden_dropout_prob": m.get("hidden_dropout_prob", 0.0)})
-    else:
-      vit_config = video_vit.VideoViTConfig(
-          image_size=config.image_size, num_frames=config.num_frames, num_labels=len(airletters.LABELS),
-          patch_size=m.patch_size, tubelet_size=m.tubelet_size, hidden_size=m.hidden_size,
-          num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
-          intermediate_size=m.intermediate_size, hidden_dropout_prob=m.get("hidden_dropout_prob", 0.0))
-    return video_vit.VideoViTClassifier(vit_config, dtype=dtype, remat_policy=config.remat_policy or None)
-  if config.model_name == "resnext3d":
-    return cnn3d.ResNeXt3D(
-        cnn3d.ResNeXt3DConfig(layers=tuple(m.layers), widths=tuple(m.widths), cardinality=m.cardinality,
-                              stem_width=m.stem_width, num_labels=len(airletters.LABELS), dropout=m.dropout),
-        dtype=dtype, remat_policy=config.remat_policy or None)
-  raise UserError(f"model_name must be 'video_vit' or 'resnext3d', not {config.model_name!r}")
-
-
-def normalise(video_uint8):
-  """uint8 frames -> ImageNet-normalised floats, done on device so the host ships 4x fewer bytes."""
-  x = video_uint8.astype(jnp.float32) / 255.0
-  return (x - IMAGENET_MEAN) / IMAGENET_STD
+  return video_classifiers.make(config, len(airletters.LABELS))
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -112,10 +81,11 @@ def make_task(config, workdir=None) -> training.Task:
   def loss_fn(params, model_state, frozen, batch, rng):
     variables = {"params": params, **model_state}
     kwargs = dict(train=True, rngs={"dropout": rng})
+    video = video_classifiers.normalise(batch["video"])
     if has_batch_stats:
-      logits, new_state = model.apply(variables, normalise(batch["video"]), mutable=["batch_stats"], **kwargs)
+      logits, new_state = model.apply(variables, video, mutable=["batch_stats"], **kwargs)
     else:
-      logits, new_state = model.apply(variables, normalise(batch["video"]), **kwargs), model_state
+      logits, new_state = model.apply(variables, video, **kwargs), model_state
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), config.label_smoothing)
     loss = optax.softmax_cross_entropy(logits, targets).mean()
     accuracy = (logits.argmax(-1) == batch["label"]).mean()
@@ -128,7 +98,7 @@ def make_task(config, workdir=None) -> training.Task:
         batch_size=config.batch_size, seed=config.seed, workers=config.data_workers)
 
   def pretrained():
-    _, params = weights.load_pretrained(config.pretrained, expect=VIDEOMAE_CLASSES)
+    _, params = weights.load_pretrained(config.pretrained, expect=video_classifiers.VIDEOMAE_CLASSES)
     init = nn.meta.unbox(jax.eval_shape(init_variables, jax.random.key(0)))["params"]
     # The classifier is new (38 AirLetters classes): keep its fresh initialisation's shape, zero weights.
     params["classifier"] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init["classifier"])
@@ -153,7 +123,7 @@ def evaluate_split(model, params, model_state, source, config, mesh) -> dict:
 
   @jax.jit
   def predict(params, model_state, video):
-    return model.apply({"params": params, **model_state}, normalise(video), train=False)
+    return model.apply({"params": params, **model_state}, video_classifiers.normalise(video), train=False)
 
   transform = clip_transform(config.num_frames, config.image_size, train=False)
   logits, labels, masks = [], [], []
@@ -169,23 +139,6 @@ def evaluate_split(model, params, model_state, source, config, mesh) -> dict:
       masks.append(np.asarray(multihost_utils.process_allgather(placed["mask"], tiled=True)))
   logits, labels, mask = np.concatenate(logits), np.concatenate(labels), np.concatenate(masks)
   return classification_metrics(logits[mask], labels[mask], len(airletters.LABELS))
-
-
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-  top5 = np.argsort(-logits, axis=1)[:, :5]
-  predicted = top5[:, 0]
-  confusion = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(confusion, (labels, predicted), 1)
-  support = confusion.sum(1)
-  per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
-  return {
-      "top1": float((predicted == labels).mean()),
-      "top5": float((top5 == labels[:, None]).any(1).mean()),
-      "mean_class_accuracy": float(np.nanmean(per_class)),
-      "num_examples": int(len(labels)),
-      "per_class": per_class,
-      "confusion": confusion,
-  }
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> Path:
@@ -267,7 +220,7 @@ def plot_training_curve(metrics_file: Path, path: Path) -> Path:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+  records = training.metrics.read_records(metrics_file.parent)
   train = [(r["step"], r["train/loss"], r["train/accuracy"]) for r in records if "train/loss" in r]
   evals = [(r["step"], r["eval/top1"]) for r in records if "eval/top1" in r]
   fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))

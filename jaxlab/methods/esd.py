@@ -24,7 +24,6 @@ training, `export` writes the UNet as a diffusers folder and the changed tensors
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import grain
@@ -299,19 +298,9 @@ def evaluate(config, workdir, step=None) -> dict:
   """The erasure metrics of a checkpoint and, with `eval_prompts`, the generation harness; also written to
   `WORKDIR/eval/step_<N>.json`."""
   setup = make_setup(config, workdir)
-  trainable, step = adapters.restore(workdir, setup.adapter, step)
-  results = erase_metrics_fn(config, setup)(trainable)
-  if config.eval_prompts:  # images are generated and scored on process 0, on its own devices
-    results.update(parallel.write_once("generated images", lambda: generation_eval(
-        config, setup, trainable, workdir, step)) or {})
-  out = Path(workdir) / "eval" / f"step_{step}.json"
-
-  def write():
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"step": step, **results}, indent=2) + "\n")
-
-  parallel.write_once(out.name, write)
-  return results
+  generation = (lambda trainable, step: generation_eval(config, setup, trainable, workdir, step)
+                ) if config.eval_prompts else None
+  return tuning.evaluate(workdir, setup.adapter, step, erase_metrics_fn(config, setup), generation)
 
 
 def export(config, workdir) -> list[Path]:
@@ -353,8 +342,7 @@ def demo(workdir) -> DemoSection:
   result = training.train(make_task(config, workdir, setup), config, workdir)
   exported = export(config, workdir)
   trainable, step = adapters.restore(workdir, setup.adapter)
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  losses = [(r["step"], r["train/loss"]) for r in map(json.loads, lines) if "train/loss" in r]
+  losses = training.metrics.history(workdir, "train/loss")
 
   grid, prompts = before_after(config, setup, trainable, workdir / "before_after.png")
   curve = tuning.loss_curve(losses, workdir / "loss.png", "ESD-x, tiny random SD", "ESD loss")

@@ -32,8 +32,8 @@ from jaxlab.data import video as video_lib
 from jaxlab.diffusion import finetune
 from jaxlab.errors import UserError
 from jaxlab.methods import DemoSection
-from jaxlab.methods.airletters import classification_metrics
 from jaxlab.models import cnn3d, stin, weights
+from jaxlab.training.classification import classification_metrics
 
 BOX_MODELS = tuple(stin.VARIANTS)
 MODELS = BOX_MODELS + ("i3d", "i3d_stin_oie", "i3d_stin_oie_nl")

@@ -155,6 +155,14 @@ def family_for(class_name: str) -> Family:
   return _REGISTRY[class_name]
 
 
+def family_of(module: nn.Module) -> Family:
+  """The family that saves modules of `module`'s type."""
+  family = _BY_MODULE_TYPE.get(type(module))
+  if family is None:
+    raise UserError(f"{type(module).__name__} has no reference-library layout to save to")
+  return family
+
+
 # ----------------------------------------------------------------------------------------------- key mapping
 
 def torch_key(path: tuple[str, ...], naming: Naming | frozenset[str] = frozenset(), layer: int | None = None) -> str:
@@ -375,9 +383,7 @@ def save_pretrained(path, module: nn.Module, params) -> Path:
 
   `params` is the params tree, or a dict of collections (`{'params': ..., 'batch_stats': ...}`).
   """
-  family = _BY_MODULE_TYPE.get(type(module))
-  if family is None:
-    raise UserError(f"{type(module).__name__} has no reference-library layout to save to")
+  family = family_of(module)
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
   variables = params if "params" in params else {"params": params}

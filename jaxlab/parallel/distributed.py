@@ -6,6 +6,7 @@ control flow is agreed through a collective, so that no process enters a collect
 """
 
 from collections.abc import Callable
+import itertools
 import os
 from typing import TypeVar
 
@@ -75,6 +76,10 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+_WRITES = itertools.count()  # write_once calls, made in the same order by every process
+WRITE_TIMEOUT_MS = 24 * 3600 * 1000
+
+
 def write_once(name: str, write: Callable[[], T]) -> T | None:
   """`write()` on process 0 only; every process returns once it has finished, so all can read the result
   (the workdir is shared storage). Every process must call it, unconditionally. When `write` fails, process 0
@@ -86,7 +91,11 @@ def write_once(name: str, write: Callable[[], T]) -> T | None:
       result = write()
     except Exception as e:  # re-raised below, once the others know
       error = e
-  if agree_any(error is not None):  # also the barrier: every process waits here for process 0
+  # The others wait at a barrier of the coordination service, not in a device collective: the first
+  # collective over a set of devices gives up after 30 s (gloo's rendezvous), and a write may take hours.
+  from orbax.checkpoint import multihost as orbax_multihost  # 0.7 s to import; jaxlab.parallel stays light
+  orbax_multihost.get_barrier_sync_fn()(key=f"jaxlab_write_once_{next(_WRITES)}", timeout_ms=WRITE_TIMEOUT_MS)
+  if agree_any(error is not None):  # everyone has arrived: a collective now meets at once
     if error is not None:
       raise error
     raise UserError(f"process 0 failed while writing the {name}; its log says why")

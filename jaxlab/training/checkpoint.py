@@ -48,14 +48,13 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-  def restore_params(self, step: int, abstract_params):
-    """Only the `params` of a saved state (no optimiser state is read), onto the shardings carried by
-    `abstract_params`. For a Checkpointer opened to read: orbax keeps one handler per item, fixed by the first
-    save or restore."""
-    item = {"params": abstract_params}
-    args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+  def restore_subtree(self, step: int, abstract):
+    """The parts of a saved state that `abstract` names (e.g. `{'params': ...}`, or with `model_state`), onto
+    its shardings; the rest (the optimiser moments) is not read. For a Checkpointer opened to read: orbax keeps
+    one handler per item, fixed by the first save or restore."""
+    args = ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                   partial_restore=True)
-    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]["params"]
+    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]
 
   def saved_state(self, step: int):
     """The saved state's tree of array metadata (shapes, dtypes) at `step`, or None where it cannot be read."""
@@ -108,3 +107,22 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def restore_for_eval(workdir, abstract, step: int | None = None):
+  """(the parts of a checkpoint in `workdir` that `abstract` names, its step), from the latest checkpoint (or
+  `step`'s), or None when there is none. Leaves of `abstract` without a sharding are replicated over all devices;
+  no task, optimiser or data is needed (big_vision-style restore from a tree of shapes)."""
+  from jaxlab import parallel
+
+  replicated = parallel.replicated(parallel.make_mesh())
+  abstract = jax.tree.map(lambda x: x if getattr(x, "sharding", None) is not None else
+                          jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints", asynchronous=False)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+      return None
+    return checkpointer.restore_subtree(step, abstract), step
+  finally:
+    checkpointer.close()

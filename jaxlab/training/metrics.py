@@ -134,6 +134,17 @@ def _replace(path: Path, data: bytes) -> None:
   os.replace(tmp, path)
 
 
+def read_records(workdir) -> list[dict]:
+  """The records of a run's `metrics.jsonl`, in the order written."""
+  text = (Path(workdir) / "metrics.jsonl").read_text()
+  return [json.loads(line) for line in text.splitlines() if line]
+
+
+def history(workdir, key: str) -> list[tuple[int, float]]:
+  """(step, value) of every record of the run that has `key`."""
+  return [(r["step"], r[key]) for r in read_records(workdir) if key in r]
+
+
 def drop_records_after(workdir: Path, step: int) -> list[int]:
   """Drops every metrics record (jsonl and TensorBoard) past `step`; the steps of the jsonl ones dropped."""
   workdir = Path(workdir)

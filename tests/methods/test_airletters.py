@@ -9,6 +9,7 @@ from jaxlab import cli
 from jaxlab.data import airletters, airletters_synth
 from jaxlab.data import cli as data_cli
 from jaxlab.methods import airletters as method
+from jaxlab.training.classification import classification_metrics
 
 CONFIG = "train/configs/airletters.py:tiny"
 
@@ -21,7 +22,7 @@ def test_classification_metrics_on_a_hand_computed_case():
       [9, 8, 7, 6, 5, 0],   # true 5, out of top-5
   ], np.float32)
   labels = np.array([0, 3, 1, 5])
-  m = method.classification_metrics(logits, labels, num_classes=6)
+  m = classification_metrics(logits, labels, num_classes=6)
   assert m["top1"] == 0.25 and m["top5"] == 0.75 and m["num_examples"] == 4
   np.testing.assert_array_equal(m["per_class"][[0, 1, 3, 5]], [1, 0, 0, 0])
   assert np.isnan(m["per_class"][2]) and m["mean_class_accuracy"] == 0.25

@@ -6,6 +6,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxlab.models import cnn3d
+from jaxlab.nn import convolution
 
 
 def _count(params):
@@ -38,11 +39,17 @@ def test_resnext_parameter_counts_match_the_architecture():
 
 
 def test_batch_norm_updates_only_in_training_and_remat_changes_nothing():
+  # Plain XLA convolutions: the CPU rewrites (tested in tests/nn/) cost compile time and change no BN or remat.
+  with convolution.plain_convolutions():
+    _batch_norm_and_remat()
+
+
+def _batch_norm_and_remat():
   config = cnn3d.ResNeXt3DConfig(layers=(1, 1, 1, 1), widths=(16, 32, 64, 128), cardinality=4, stem_width=8,
                                  num_labels=5)
   model = cnn3d.ResNeXt3D(config)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 8, 8, 3)), jnp.float32)
-  variables = nn.meta.unbox(model.init(jax.random.key(0), x))
+  variables = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), x))
   logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
   assert logits.shape == (2, 5)
   moved = jax.tree.map(lambda a, b: not np.allclose(a, b), variables["batch_stats"], updates["batch_stats"])

@@ -156,3 +156,11 @@ def test_a_size_of_zero_is_refused_before_training():
                                       r"config is 0"):
     training.workdir.refuse_empty_state(state)
   training.workdir.refuse_empty_state({"step": state["step"]})
+
+
+def test_metric_history_reads_the_records_that_have_the_key(tmp_path):
+  records = [{"step": 1, "train/loss": 2.5}, {"step": 2, "eval/top1": 0.25}, {"step": 3, "train/loss": 1.5}]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
+  assert training.metrics.read_records(tmp_path) == records
+  assert training.metrics.history(tmp_path, "train/loss") == [(1, 2.5), (3, 1.5)]
+  assert training.metrics.history(tmp_path, "eval/top1") == [(2, 0.25)]
