@@ -54,13 +54,15 @@ class _MidBlock(nn.Module):
   def __call__(self, x):
     c = self.config
     channels = x.shape[-1]
-    resnet = functools.partial(ResnetBlock2D, channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=self.dtype,
-                               param_dtype=self.param_dtype)
-    x = resnet(name="resnets_0")(x)
+    x = _resnet(channels, c, self.dtype, self.param_dtype, "resnets_0")(x)
     if c.mid_block_add_attention:
       x = Attention(1, channels, qkv_bias=True, group_norm_groups=c.norm_num_groups, eps=1e-6, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="attentions_0")(x)
-    return resnet(name="resnets_1")(x)
+    return _resnet(channels, c, self.dtype, self.param_dtype, "resnets_1")(x)
+
+
+def _resnet(channels: int, c: VAEConfig, dtype, param_dtype, name: str) -> ResnetBlock2D:
+  return ResnetBlock2D(channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 class _RunResnet(nn.Module):
@@ -72,9 +74,7 @@ class _RunResnet(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    c = self.config
-    return ResnetBlock2D(self.out_channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=self.dtype,
-                         param_dtype=self.param_dtype, name="resnets")(x), None
+    return _resnet(self.out_channels, self.config, self.dtype, self.param_dtype, "resnets")(x), None
 
 
 def _resnets(x, count: int, out_channels: int, c: VAEConfig, scan: bool, dtype, param_dtype):
@@ -83,8 +83,7 @@ def _resnets(x, count: int, out_channels: int, c: VAEConfig, scan: bool, dtype, 
   first = 0 if x.shape[-1] == out_channels else 1
   scanned = scan and count - first > 1
   for j in range(first if scanned else count):
-    x = ResnetBlock2D(out_channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=dtype, param_dtype=param_dtype,
-                      name=f"resnets_{j}")(x)
+    x = _resnet(out_channels, c, dtype, param_dtype, f"resnets_{j}")(x)
   if not scanned:
     return x
   return jnn.repeat_layers(_RunResnet, count - first, x, name=f"{RUN}_{first}", out_channels=out_channels, config=c,
