@@ -109,8 +109,9 @@ SDXL_BASE = dict(sample_size=128, block_out_channels=[320, 640, 1280], layers_pe
 
 
 def test_sdxl_outputs_and_gradients_match_diffusers_and_round_trip(tmp_path):
-  # Two ResNets per block, scanned: runs of alike layers (`run_*`), with scanned transformer blocks inside.
-  reference = random_torch_unet(dict(SDXL_LIKE, layers_per_block=2))
+  # Scanned, and one width on both levels: both up blocks are runs of alike layers (`run_0`), the first with a
+  # scanned stack of two transformer blocks in each layer.
+  reference = random_torch_unet(dict(SDXL_LIKE, block_out_channels=(16, 16)))
   reference.save_pretrained(tmp_path / "torch")
   gen = torch.Generator().manual_seed(1)
   x, t, ctx = torch.randn(2, 4, 8, 8, generator=gen), torch.tensor([10, 700]), torch.randn(2, 5, 24, generator=gen)
@@ -123,7 +124,8 @@ def test_sdxl_outputs_and_gradients_match_diffusers_and_round_trip(tmp_path):
 
   module, params = load_pretrained(tmp_path / "torch", scan_layers=True)
   stacked = weights.stacked_paths(unet2d.FAMILY.boxed_variables(module)["params"])
-  assert {path[1] for path in stacked} >= {"run_0", "run_1", "attentions_1"}  # scanned runs and blocks
+  assert {path[:2] for path in stacked} >= {("up_blocks_0", "run_0"), ("up_blocks_1", "run_0")}
+  assert 2 in stacked.values()  # a stack in a stack
   nhwc = lambda a: jnp.asarray(a.numpy().transpose(0, 2, 3, 1))
   ours_added = {k: jnp.asarray(v.numpy()) for k, v in added.items()}
 
