@@ -8,6 +8,7 @@ rate on NVIDIA GPUs under XLA's default precision, and as one bf16 pass on TPUs;
 
 import collections
 import os
+import time
 from pathlib import Path
 
 import jax
@@ -97,6 +98,56 @@ def processor() -> dict:
         flags = set(value.split())
   return {"model": model, "cores": len(os.sched_getaffinity(0)), "logical_cpus": os.cpu_count(),
           "isa": " ".join(f for f in _ISA_FLAGS if f in flags) or "-"}
+
+
+def _busy_cpu_seconds() -> float:
+  """CPU seconds every process on the machine has used since boot (all cores, idle and I/O wait excluded)."""
+  fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_seconds(pid: int | str) -> float:
+  """User + system CPU seconds of one process (0 when it is gone)."""
+  try:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+  except OSError:
+    return 0.0
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+  """How busy other processes kept the cores while a block ran: `with OtherLoad(pids) as load: ...`, then
+  `load.cores` is the average number of cores they used. CPU ratios against PyTorch are only meaningful on an
+  otherwise idle machine: with the cores oversubscribed, PyTorch's OpenMP threads slow down far more than
+  XLA's pool (measured on 2 cores: the same video_vit bench went from 0.78x to 2.44x as other work started)."""
+
+  def __init__(self, pids=()):
+    self.pids = ["self", *pids]
+    self.cores = float("nan")
+
+  def _sample(self):
+    return time.perf_counter(), _busy_cpu_seconds(), sum(_process_cpu_seconds(p) for p in self.pids)
+
+  def __enter__(self):
+    if Path("/proc/stat").exists():
+      self._start = self._sample()
+    return self
+
+  def __exit__(self, *exc):
+    if Path("/proc/stat").exists():
+      (t0, busy0, ours0), (t1, busy1, ours1) = self._start, self._sample()
+      self.cores = max(0.0, (busy1 - busy0) - (ours1 - ours0)) / max(t1 - t0, 1e-9)
+
+  def describe(self, warn: bool = True) -> str:
+    """The figure, with a warning (`warn`: the steps ran on the CPU) when other work took a quarter core or more."""
+    if self.cores != self.cores:
+      return "unknown (no /proc/stat)"
+    text = f"other processes used {self.cores:.2f} of {os.cpu_count()} cores while the steps ran"
+    if warn and self.cores >= 0.25:
+      text += ("; ratios to PyTorch on a busy CPU are unreliable: rerun on an idle machine, or pin both sides "
+               "to one core (`taskset -c 0 jaxlab bench ...`)")
+    return text
 
 
 def thread_names() -> collections.Counter:
