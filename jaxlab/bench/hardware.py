@@ -100,11 +100,15 @@ def processor() -> dict:
           "isa": " ".join(f for f in _ISA_FLAGS if f in flags) or "-"}
 
 
-def _busy_cpu_seconds() -> float:
-  """CPU seconds every process on the machine has used since boot (all cores, idle and I/O wait excluded)."""
-  fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+def _busy_cpu_seconds(cpus: set[int]) -> float:
+  """CPU seconds every process on the machine has used on `cpus` since boot (idle and I/O wait excluded)."""
+  busy = 0
+  for line in Path("/proc/stat").read_text().splitlines():
+    name, *values = line.split()
+    if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+      fields = [int(v) for v in values[:8]]
+      busy += sum(fields) - fields[3] - fields[4]
+  return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _process_cpu_seconds(pid: int | str) -> float:
@@ -117,17 +121,21 @@ def _process_cpu_seconds(pid: int | str) -> float:
 
 
 class OtherLoad:
-  """How busy other processes kept the cores while a block ran: `with OtherLoad(pids) as load: ...`, then
-  `load.cores` is the average number of cores they used. CPU ratios against PyTorch are only meaningful on an
-  otherwise idle machine: with the cores oversubscribed, PyTorch's OpenMP threads slow down far more than
-  XLA's pool (measured on 2 cores: the same video_vit bench went from 0.78x to 2.44x as other work started)."""
+  """How busy other processes kept this process's cores while a block ran: `with OtherLoad(pids) as load: ...`,
+  then `load.cores` is the average number of those cores they used (`pids` count as ours, like the reference's).
+
+  CPU ratios against PyTorch only mean something on otherwise idle cores: when they are oversubscribed,
+  PyTorch's OpenMP threads slow down far more than XLA's pool (2 cores: the same video_vit bench went from
+  0.78x to 2.44x as other work started). Pinned to one core, both sides single-threaded, the ratio held at
+  0.76-0.81x whatever else ran, since time slices then fall on both alike."""
 
   def __init__(self, pids=()):
     self.pids = ["self", *pids]
+    self.cpus = os.sched_getaffinity(0)
     self.cores = float("nan")
 
   def _sample(self):
-    return time.perf_counter(), _busy_cpu_seconds(), sum(_process_cpu_seconds(p) for p in self.pids)
+    return time.perf_counter(), _busy_cpu_seconds(self.cpus), sum(_process_cpu_seconds(p) for p in self.pids)
 
   def __enter__(self):
     if Path("/proc/stat").exists():
@@ -143,10 +151,10 @@ class OtherLoad:
     """The figure, with a warning (`warn`: the steps ran on the CPU) when other work took a quarter core or more."""
     if self.cores != self.cores:
       return "unknown (no /proc/stat)"
-    text = f"other processes used {self.cores:.2f} of {os.cpu_count()} cores while the steps ran"
+    text = f"other processes used {self.cores:.2f} of the {len(self.cpus)} cores the bench ran on, while the steps ran"
     if warn and self.cores >= 0.25:
-      text += ("; ratios to PyTorch on a busy CPU are unreliable: rerun on an idle machine, or pin both sides "
-               "to one core (`taskset -c 0 jaxlab bench ...`)")
+      text += ("; ratios to PyTorch are unreliable on busy cores, where its OpenMP threads slow down most: rerun "
+               "on an idle machine, or pin both sides to one core (`taskset -c 0 jaxlab bench ...`)")
     return text
 
 
