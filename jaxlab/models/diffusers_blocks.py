@@ -25,6 +25,7 @@ from flax import linen as nn
 from jaxlab import nn as jnn
 from jaxlab.errors import UserError
 
+RUN = "run"  # the name of a scanned run of layers, `run_{first layer}`
 IMAGE_AXES = ("activation_batch", "activation_height", "activation_width", "activation_channels")
 TOKEN_AXES = ("activation_batch", "activation_length", "activation_embed")
 
@@ -209,7 +210,8 @@ class _FeedForward(nn.Module):
 
 class BasicTransformerBlock(nn.Module):
   """Pre-LN self-attention (`attn1`), attention on `context` (`attn2`; self-attention again when `context` is
-  None, diffusers' `double_self_attention`), GEGLU feed-forward (`ff`)."""
+  None, diffusers' `double_self_attention`), GEGLU feed-forward (`ff`). A `repeat_layers` layer:
+  `(x, context) -> (x, None)`."""
   heads: int
   head_dim: int
   only_cross_attention: bool = False
@@ -225,12 +227,12 @@ class BasicTransformerBlock(nn.Module):
     x = attn(name="attn1")(norm(name="norm1")(x), context if self.only_cross_attention else None) + x
     x = attn(name="attn2")(norm(name="norm2")(x), context) + x
     x = _FeedForward(self.dtype, self.param_dtype, name="ff")(norm(name="norm3")(x)) + x
-    return jnn.constrain(x, TOKEN_AXES)
+    return jnn.constrain(x, TOKEN_AXES), None
 
 
 class Transformer2DModel(nn.Module):
-  """diffusers' `Transformer2DModel` on continuous inputs: GroupNorm, proj_in, transformer blocks, proj_out,
-  plus the input."""
+  """diffusers' `Transformer2DModel` on continuous inputs: GroupNorm, proj_in, transformer blocks (with
+  `scan_layers` and more than one, a scanned stack `transformer_blocks`), proj_out, plus the input."""
   heads: int
   head_dim: int
   num_layers: int
@@ -240,6 +242,7 @@ class Transformer2DModel(nn.Module):
   upcast: bool
   dtype: Any
   param_dtype: Any
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, x, context):
@@ -252,9 +255,10 @@ class Transformer2DModel(nn.Module):
     else:
       y = jnn.conv(inner, (1, 1), padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype,
                    name="proj_in")(y).reshape(b, h * w, inner)
-    for i in range(self.num_layers):
-      y = BasicTransformerBlock(self.heads, self.head_dim, self.only_cross_attention, self.upcast, self.dtype,
-                                self.param_dtype, name=f"transformer_blocks_{i}")(y, context)
+    y = jnn.repeat_layers(BasicTransformerBlock, self.num_layers, y, context, name="transformer_blocks",
+                          scan=self.scan_layers and self.num_layers > 1, heads=self.heads, head_dim=self.head_dim,
+                          only_cross_attention=self.only_cross_attention, upcast=self.upcast, dtype=self.dtype,
+                          param_dtype=self.param_dtype)
     if self.use_linear_projection:
       y = jnn.dense(c, ("mlp", "embed"), dtype=self.dtype, param_dtype=self.param_dtype,
                     name="proj_out")(y).reshape(b, h, w, c)
@@ -327,9 +331,8 @@ class TransformerTemporalModel(nn.Module):
     y = y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, f, c)
     y = jnn.dense(self.heads * self.head_dim, ("embed", "mlp"), dtype=self.dtype, param_dtype=self.param_dtype,
                   name="proj_in")(y)
-    for i in range(self.num_layers):
-      y = BasicTransformerBlock(self.heads, self.head_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                                name=f"transformer_blocks_{i}")(y)
+    y = jnn.repeat_layers(BasicTransformerBlock, self.num_layers, y, None, name="transformer_blocks", scan=False,
+                          heads=self.heads, head_dim=self.head_dim, dtype=self.dtype, param_dtype=self.param_dtype)
     y = jnn.dense(c, ("mlp", "embed"), dtype=self.dtype, param_dtype=self.param_dtype, name="proj_out")(y)
     y = y.reshape(b, h, w, f, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
     return jnn.constrain(y + x, IMAGE_AXES)
@@ -364,7 +367,11 @@ class BlockSpec:
 
 
 class _Block(nn.Module):
-  """What a down, up and mid block share: their layer kinds, spatial and (with `num_frames`) temporal."""
+  """What a down, up and mid block share: their layer kinds, spatial and (with `num_frames`) temporal.
+
+  Layer `j` is named `resnets_j`, `attentions_j`, ...; `j` None is a layer of a scanned run, named `resnets`,
+  `attentions`, ... under the run (`jaxlab.models.weights` adds the row to the run's first index).
+  """
   spec: BlockSpec
   options: BlockOptions
   remat_policy: str | None = None
@@ -372,32 +379,44 @@ class _Block(nn.Module):
   deterministic: bool = True  # the temporal convs' dropout
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  scan_layers: bool = False  # runs of alike layers, and transformer blocks, as `nn.scan`s over stacked params
 
   @nn.nowrap
-  def resnet(self, x, temb, j: int, output_scale_factor: float = 1.0):
+  def resnet(self, x, temb, j: int | None, output_scale_factor: float = 1.0):
     """ResNet `j`, then (3D) temporal conv `j`."""
     o = self.options
     x = remat(ResnetBlock2D, self.remat_policy)(
         self.spec.out_channels, o.norm_num_groups, o.norm_eps, o.act_fn, o.resnet_time_scale_shift,
-        output_scale_factor, dtype=self.dtype, param_dtype=self.param_dtype, name=f"resnets_{j}")(x, temb)
+        output_scale_factor, dtype=self.dtype, param_dtype=self.param_dtype, name=_item("resnets", j))(x, temb)
     if self.num_frames is None:
       return x
     return remat(TemporalConvLayer, self.remat_policy)(
         o.norm_num_groups, self.num_frames, deterministic=self.deterministic, dtype=self.dtype,
-        param_dtype=self.param_dtype, name=f"temp_convs_{j}")(x)
+        param_dtype=self.param_dtype, name=_item("temp_convs", j))(x)
 
   @nn.nowrap
-  def transformer(self, x, context, j: int):
-    """Spatial transformer `j`, then (3D) temporal transformer `j`."""
+  def transformer(self, x, context, j: int | None, depth: int | None = None):
+    """Spatial transformer `j` (of `depth` blocks; by default the spec's depth of layer `j`), then (3D) temporal
+    transformer `j`."""
     o, s = self.options, self.spec
     x = remat(Transformer2DModel, self.remat_policy)(
-        s.heads, s.head_dim, s.transformer_layers[j], o.norm_num_groups, o.use_linear_projection,
-        s.only_cross_attention, o.upcast_attention, self.dtype, self.param_dtype, name=f"attentions_{j}")(x, context)
+        s.heads, s.head_dim, s.transformer_layers[j] if depth is None else depth, o.norm_num_groups,
+        o.use_linear_projection, s.only_cross_attention, o.upcast_attention, self.dtype, self.param_dtype,
+        self.scan_layers, name=_item("attentions", j))(x, context)
     if self.num_frames is None:
       return x
     return remat(TransformerTemporalModel, self.remat_policy)(
         s.heads, s.head_dim, o.norm_num_groups, self.num_frames, dtype=self.dtype, param_dtype=self.param_dtype,
-        name=f"temp_attentions_{j}")(x)
+        name=_item("temp_attentions", j))(x)
+
+  @nn.nowrap
+  def fields(self) -> dict:
+    """This block's settings, for a module that shares them."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(_Block) if f.name not in ("parent", "name")}
+
+
+def _item(name: str, j: int | None) -> str:
+  return name if j is None else f"{name}_{j}"
 
 
 class UNetBlock(_Block):
@@ -405,7 +424,8 @@ class UNetBlock(_Block):
   connections, `attentions`, `upsamplers`) of diffusers' UNet; `attentions` only for the CrossAttn kinds.
 
   `__call__(x, temb, context, skips=(), upsample_size=None) -> (x, outputs)`: a down block returns the states
-  the up path will consume; an up block pops its `skips` from the end.
+  the up path will consume; an up block pops its `skips` from the end. With `scan_layers`, each run of two or more
+  alike layers (`_runs`) is one scanned stack `run_{first layer}`.
   """
   direction: str = "down"  # 'down' | 'up'
   resample: bool = False
@@ -413,19 +433,59 @@ class UNetBlock(_Block):
   @nn.compact
   def __call__(self, x, temb, context, skips=(), upsample_size=None):
     outputs, skips = [], list(skips)
-    for j in range(self.spec.num_layers):
-      if self.direction == "up":
-        x = jnp.concatenate([x, skips.pop()], axis=-1)
-      x = self.resnet(x, temb, j)
-      if self.spec.attention:
-        x = self.transformer(x, context, j)
-      outputs.append(x)
+    for first, count in self._runs(x, skips):
+      if self.scan_layers and count > 1:
+        rows = jnp.stack([skips.pop() for _ in range(count)]) if self.direction == "up" else None
+        depth = self.spec.transformer_layers[first] if self.spec.attention else None
+        x, ys = jnn.repeat_layers(_RunLayer, count, x, temb, context, rows=rows, name=f"{RUN}_{first}",
+                                  stack_outputs=True, depth=depth, **self.fields())
+        outputs.extend(ys[i] for i in range(count))
+        continue
+      for j in range(first, first + count):
+        if self.direction == "up":
+          x = jnp.concatenate([x, skips.pop()], axis=-1)
+        x = self.resnet(x, temb, j)
+        if self.spec.attention:
+          x = self.transformer(x, context, j)
+        outputs.append(x)
     if self.resample and self.direction == "down":
       x = downsample(x, self.options.downsample_padding, self.dtype, self.param_dtype, name="downsamplers_0")
       outputs.append(x)
     if self.resample and self.direction == "up":
       x = upsample(x, upsample_size, self.dtype, self.param_dtype, name="upsamplers_0")
     return x, outputs
+
+  @nn.nowrap
+  def _runs(self, x, skips) -> list[list[int]]:
+    """[first layer, count] of each run of consecutive layers alike (input width, skip connection shape and
+    transformer depth): all but the first of a block keep the width, so alike layers can share one scan."""
+    s, n = self.spec, self.spec.num_layers
+    kinds = zip([x.shape[-1]] + [s.out_channels] * (n - 1),
+                [t.shape for t in reversed(skips)] if self.direction == "up" else [None] * n,
+                s.transformer_layers if s.attention else [None] * n)
+    runs, previous = [], None
+    for j, kind in enumerate(kinds):
+      if j and kind == previous:
+        runs[-1][1] += 1
+      else:
+        runs.append([j, 1])
+      previous = kind
+    return runs
+
+
+class _RunLayer(_Block):
+  """One layer of a scanned run: (skip connection,) ResNet, (transformer of `depth` blocks); `(x, y)` = its
+  output twice (a down block's outputs are the up path's skip connections)."""
+  depth: int | None = None
+
+  @nn.compact
+  def __call__(self, x, temb, context, skip=None):
+    if skip is not None:
+      x = jnp.concatenate([x, skip], axis=-1)
+    x = self.resnet(x, temb, None)
+    if self.spec.attention:
+      x = self.transformer(x, context, None, self.depth)
+    return x, x
 
 
 class UNetMidBlock(_Block):

@@ -24,8 +24,8 @@ from flax import linen as nn
 from jaxlab import nn as jnn
 from jaxlab.errors import UserError
 from jaxlab.models import weights
-from jaxlab.models.diffusers_blocks import (BlockOptions, BlockSpec, TimestepEmbedding, UNetBlock, UNetMidBlock,
-                                           timestep_embedding)
+from jaxlab.models.diffusers_blocks import (RUN, BlockOptions, BlockSpec, TimestepEmbedding, UNetBlock,
+                                           UNetMidBlock, timestep_embedding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +85,7 @@ class UNet2DConditionModel(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat_policy: str | None = None  # a `jax.checkpoint_policies` name applied to every ResNet and transformer
+  scan_layers: bool = False  # each block's runs of alike layers, and transformer blocks, as scans (`UNetBlock`)
 
   @nn.compact
   def __call__(self, sample, timesteps, encoder_hidden_states, added_cond_kwargs=None):
@@ -109,7 +110,7 @@ class UNet2DConditionModel(nn.Module):
                  param_dtype=self.param_dtype, name="conv_in")(x)
     skips = [x]
     blocks = functools.partial(UNetBlock, options=c.block_options, remat_policy=self.remat_policy,
-                               dtype=self.dtype, param_dtype=self.param_dtype)
+                               dtype=self.dtype, param_dtype=self.param_dtype, scan_layers=self.scan_layers)
     last = len(c.block_out_channels) - 1
     for i, spec in enumerate(down_specs(c)):
       x, outputs = blocks(spec, direction="down", resample=i < last, name=f"down_blocks_{i}")(x, temb, context)
@@ -117,7 +118,7 @@ class UNet2DConditionModel(nn.Module):
 
     if c.mid_block_type is not None:
       x = UNetMidBlock(mid_spec(c), c.block_options, self.remat_policy, dtype=self.dtype,
-                       param_dtype=self.param_dtype, name="mid_block")(x, temb, context)
+                       param_dtype=self.param_dtype, scan_layers=self.scan_layers, name="mid_block")(x, temb, context)
 
     for i, spec in enumerate(up_specs(c)):
       n = spec.num_layers
@@ -261,7 +262,7 @@ def _dummy_inputs(module: UNet2DConditionModel):
 
 LAYER_LISTS = frozenset({"down_blocks", "up_blocks", "resnets", "attentions", "transformer_blocks",
                          "downsamplers", "upsamplers", "to_out", "net"})
-NAMING = weights.Naming(LAYER_LISTS)
+NAMING = weights.Naming(LAYER_LISTS, runs=frozenset({RUN}))
 
 FAMILY = weights.register(weights.Family(
     class_names=("UNet2DConditionModel",),

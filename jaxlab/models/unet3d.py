@@ -66,6 +66,7 @@ class UNet3DConditionModel(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat_policy: str | None = None  # a `jax.checkpoint_policies` name applied to every ResNet and transformer
+  scan_layers: bool = False  # each block's runs of alike layers as scans (`UNetBlock`)
 
   @nn.compact
   def __call__(self, sample, timesteps, encoder_hidden_states, deterministic: bool = True):
@@ -86,7 +87,8 @@ class UNet3DConditionModel(nn.Module):
         param_dtype=self.param_dtype, name="transformer_in")(x)
 
     block = functools.partial(UNetBlock, options=c.block_options, remat_policy=self.remat_policy, num_frames=f,
-                              deterministic=deterministic, dtype=self.dtype, param_dtype=self.param_dtype)
+                              deterministic=deterministic, dtype=self.dtype, param_dtype=self.param_dtype,
+                              scan_layers=self.scan_layers)
     skips, last = [x], len(c.block_out_channels) - 1
     for i, (channels, kind) in enumerate(zip(c.block_out_channels, c.down_block_types)):
       x, outputs = block(c.spec(channels, c.layers_per_block, kind), direction="down", resample=i < last,
@@ -118,7 +120,7 @@ _FIXED = {"num_attention_heads": None, "time_cond_proj_dim": None}
 # `TemporalConvLayer.convK` is an `nn.Sequential(GroupNorm, SiLU, [Dropout,] Conv3d)`: PyTorch names its parts by
 # position (the conv is 2 in conv1, which has no dropout, and 3 in the others).
 NAMING = weights.Naming(
-    unet2d.LAYER_LISTS | {"temp_convs", "temp_attentions"},
+    unet2d.LAYER_LISTS | {"temp_convs", "temp_attentions"}, runs=unet2d.NAMING.runs,
     renames=tuple(pair for k in range(1, 5)
                   for pair in ((f"conv{k}.norm", f"conv{k}.0"), (f"conv{k}.conv", f"conv{k}.{2 if k == 1 else 3}"))))
 

@@ -20,7 +20,7 @@ from flax import linen as nn
 from jaxlab import nn as jnn
 from jaxlab.errors import UserError
 from jaxlab.models import weights
-from jaxlab.models.diffusers_blocks import Attention, ResnetBlock2D, downsample, upsample
+from jaxlab.models.diffusers_blocks import RUN, Attention, ResnetBlock2D, downsample, upsample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +54,40 @@ class _MidBlock(nn.Module):
   def __call__(self, x):
     c = self.config
     channels = x.shape[-1]
-    resnet = functools.partial(ResnetBlock2D, channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=self.dtype,
-                               param_dtype=self.param_dtype)
-    x = resnet(name="resnets_0")(x)
+    x = _resnet(channels, c, self.dtype, self.param_dtype, "resnets_0")(x)
     if c.mid_block_add_attention:
       x = Attention(1, channels, qkv_bias=True, group_norm_groups=c.norm_num_groups, eps=1e-6, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="attentions_0")(x)
-    return resnet(name="resnets_1")(x)
+    return _resnet(channels, c, self.dtype, self.param_dtype, "resnets_1")(x)
+
+
+def _resnet(channels: int, c: VAEConfig, dtype, param_dtype, name: str) -> ResnetBlock2D:
+  return ResnetBlock2D(channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+class _RunResnet(nn.Module):
+  """A ResNet of a scanned run (`resnets` under `run_k`), as a `repeat_layers` layer: `x -> (x, None)`."""
+  out_channels: int
+  config: VAEConfig
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    return _resnet(self.out_channels, self.config, self.dtype, self.param_dtype, "resnets")(x), None
+
+
+def _resnets(x, count: int, out_channels: int, c: VAEConfig, scan: bool, dtype, param_dtype):
+  """A block's `count` ResNets (`resnets_j`); with `scan`, those after the first that keep the width, when two or
+  more, as one scanned run `run_k` (inside the calling module)."""
+  first = 0 if x.shape[-1] == out_channels else 1
+  scanned = scan and count - first > 1
+  for j in range(first if scanned else count):
+    x = _resnet(out_channels, c, dtype, param_dtype, f"resnets_{j}")(x)
+  if not scanned:
+    return x
+  return jnn.repeat_layers(_RunResnet, count - first, x, name=f"{RUN}_{first}", out_channels=out_channels, config=c,
+                           dtype=dtype, param_dtype=param_dtype)
 
 
 class _DownEncoderBlock(nn.Module):
@@ -69,13 +96,12 @@ class _DownEncoderBlock(nn.Module):
   add_downsample: bool
   dtype: Any
   param_dtype: Any
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, x):
-    c = self.config
-    for j in range(c.layers_per_block):
-      x = ResnetBlock2D(self.out_channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name=f"resnets_{j}")(x)
+    x = _resnets(x, self.config.layers_per_block, self.out_channels, self.config, self.scan_layers, self.dtype,
+                 self.param_dtype)
     if self.add_downsample:
       x = downsample(x, 0, self.dtype, self.param_dtype, name="downsamplers_0")
     return x
@@ -87,13 +113,12 @@ class _UpDecoderBlock(nn.Module):
   add_upsample: bool
   dtype: Any
   param_dtype: Any
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, x):
-    c = self.config
-    for j in range(c.layers_per_block + 1):
-      x = ResnetBlock2D(self.out_channels, c.norm_num_groups, 1e-6, c.act_fn, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name=f"resnets_{j}")(x)
+    x = _resnets(x, self.config.layers_per_block + 1, self.out_channels, self.config, self.scan_layers, self.dtype,
+                 self.param_dtype)
     if self.add_upsample:
       x = upsample(x, None, self.dtype, self.param_dtype, name="upsamplers_0")
     return x
@@ -112,6 +137,7 @@ class _Encoder(nn.Module):
   config: VAEConfig
   dtype: Any
   param_dtype: Any
+  scan_layers: bool
 
   @nn.compact
   def __call__(self, x):
@@ -119,7 +145,8 @@ class _Encoder(nn.Module):
     x = _conv3(c.block_out_channels[0], self.dtype, self.param_dtype, "conv_in")(x)
     last = len(c.block_out_channels) - 1
     for i, channels in enumerate(c.block_out_channels):
-      x = _DownEncoderBlock(channels, c, i < last, self.dtype, self.param_dtype, name=f"down_blocks_{i}")(x)
+      x = _DownEncoderBlock(channels, c, i < last, self.dtype, self.param_dtype, self.scan_layers,
+                            name=f"down_blocks_{i}")(x)
     x = _MidBlock(c, self.dtype, self.param_dtype, name="mid_block")(x)
     return _out_stage(x, c, 2 * c.latent_channels, self.dtype, self.param_dtype)
 
@@ -128,6 +155,7 @@ class _Decoder(nn.Module):
   config: VAEConfig
   dtype: Any
   param_dtype: Any
+  scan_layers: bool
 
   @nn.compact
   def __call__(self, z):
@@ -136,7 +164,8 @@ class _Decoder(nn.Module):
     x = _MidBlock(c, self.dtype, self.param_dtype, name="mid_block")(x)
     last = len(c.block_out_channels) - 1
     for i, channels in enumerate(reversed(c.block_out_channels)):
-      x = _UpDecoderBlock(channels, c, i < last, self.dtype, self.param_dtype, name=f"up_blocks_{i}")(x)
+      x = _UpDecoderBlock(channels, c, i < last, self.dtype, self.param_dtype, self.scan_layers,
+                          name=f"up_blocks_{i}")(x)
     return _out_stage(x, c, c.out_channels, self.dtype, self.param_dtype)
 
 
@@ -145,11 +174,12 @@ class AutoencoderKL(nn.Module):
   config: VAEConfig = VAEConfig()
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  scan_layers: bool = False  # the ResNets of a block that keep its width, as one scan (`run_k`)
 
   def setup(self):
     c = self.config
-    self.encoder = _Encoder(c, self.dtype, self.param_dtype)
-    self.decoder = _Decoder(c, self.dtype, self.param_dtype)
+    self.encoder = _Encoder(c, self.dtype, self.param_dtype, self.scan_layers)
+    self.decoder = _Decoder(c, self.dtype, self.param_dtype, self.scan_layers)
     one_by_one = functools.partial(jnn.conv, kernel_size=(1, 1), padding="VALID", dtype=self.dtype,
                                    param_dtype=self.param_dtype)
     self.quant_conv = one_by_one(2 * c.latent_channels) if c.use_quant_conv else None
@@ -219,7 +249,7 @@ FAMILY = weights.register(weights.Family(
     to_config=_to_config,
     dummy_inputs=_dummy_inputs,
     naming=weights.Naming(frozenset({"down_blocks", "up_blocks", "resnets", "attentions", "downsamplers",
-                                     "upsamplers", "to_out"})),
+                                     "upsamplers", "to_out"}), runs=frozenset({RUN})),
     weights_name="diffusion_pytorch_model.safetensors",
     rename_in=_rename_in,
 ))

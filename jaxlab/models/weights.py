@@ -2,8 +2,9 @@
 
 A family (`Family`) says how its reference config maps to our module and how its parameter paths are spelled
 in PyTorch (`Naming`): which module names are lists (`layer.3` in PyTorch is `layer_3` in Flax, or row 3 of a
-scanned `layer` stack, told apart by the stack's `layers` logical axis) and which pieces are renamed (positions
-in an `nn.Sequential`). Everything else follows one rule set, driven by the Flax parameter tree:
+scanned `layer` stack, told apart by the stack's `layers` logical axis; a stack inside a stack has two), which
+modules are scanned runs that start part-way down a list (`run_2/resnets` row 1 is `resnets.3`), and which pieces
+are renamed (positions in an `nn.Sequential`). Everything else follows one rule set, driven by the Flax parameter tree:
 
   Flax leaf    PyTorch key    tensor
   kernel       weight         Linear: [in, out] <-> [out, in]; ConvNd: [*k, in, out] <-> [out, in, *k]
@@ -17,6 +18,7 @@ Weights are read from safetensors only; pickle checkpoints are refused, never un
 
 from collections.abc import Callable, Mapping
 import dataclasses
+from types import MappingProxyType
 import importlib
 import json
 import os
@@ -64,13 +66,17 @@ class Naming:
 
   Attributes:
     lists: PyTorch ModuleList names. `resnets_3` is `resnets.3`; a scanned stack (parameters whose first logical
-      axis is `layers`) under a list's name is rows `layers.0`, `layers.1`, ...
+      axis is `layers`) under a list's name is rows `layers.0`, `layers.1`, ... Each list name without an index
+      on a stacked leaf's path takes the next of its rows (outer stack first).
+    runs: names of scanned runs that hold rows `k, k+1, ...` of the lists inside them: `run_k` is left out of the
+      key and its first list counts from `k` (`run_2/resnets` row 1 is `resnets.3`).
     renames: (ours, theirs) pairs of dotted key pieces for PyTorch names that are no Flax module name, such as
       positions in an `nn.Sequential` (`conv1.norm` is `conv1.0`). Each side's pieces are distinct, so a key
       maps back to one path (`finetune` looks paths up by diffusers name).
   """
   lists: frozenset[str] = frozenset()
   renames: tuple[tuple[str, str], ...] = ()
+  runs: frozenset[str] = frozenset()
 
   def __post_init__(self):
     ours, theirs = [a for a, _ in self.renames], [b for _, b in self.renames]
@@ -82,14 +88,21 @@ class Naming:
     """A `Naming`, or the ModuleList names of a family that renames nothing."""
     return naming if isinstance(naming, Naming) else cls(lists=frozenset(naming))
 
-  def torch_key(self, path: tuple[str, ...], layer: int | None = None) -> str:
-    """The PyTorch key of a Flax leaf path; `layer` is the row of a scanned stack."""
+  def torch_key(self, path: tuple[str, ...], rows: tuple[int, ...] = ()) -> str:
+    """The PyTorch key of a Flax leaf path; `rows` index its scanned stacks, outer first."""
     *modules, leaf = path
-    parts = []
+    parts, rows, offset = [], list(rows), 0
     for component in modules:
+      run = re.fullmatch(r"(.+)_(\d+)", component)
+      if run and run.group(1) in self.runs:
+        offset = int(run.group(2))
+        continue
       parts.append(self._list_item(component))
-      if layer is not None and component in self.lists:
-        parts.append(str(layer))
+      if rows and component in self.lists:
+        parts.append(str(offset + rows.pop(0)))
+        offset = 0
+    if rows:
+      raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(self.lists)}")
     key = ".".join(parts + [_LEAF_TO_TORCH.get(leaf, leaf)])
     for ours, theirs in self.renames:
       key = re.sub(rf"(^|\.){re.escape(ours)}\.", rf"\g<1>{theirs}.", key)
@@ -165,25 +178,29 @@ def family_of(module: nn.Module) -> Family:
 
 # ----------------------------------------------------------------------------------------------- key mapping
 
-def torch_key(path: tuple[str, ...], naming: Naming | frozenset[str] = frozenset(), layer: int | None = None) -> str:
+def torch_key(path: tuple[str, ...], naming: Naming | frozenset[str] = frozenset(), rows: tuple[int, ...] = ()) -> str:
   """The PyTorch state-dict key of a Flax leaf path under a family's `naming` (or just its list names)."""
-  return Naming.of(naming).torch_key(path, layer)
+  return Naming.of(naming).torch_key(path, rows)
 
 
-def stacked_paths(boxed: Mapping) -> frozenset[tuple[str, ...]]:
-  """The leaf paths of a boxed tree (`init` / `eval_shape` output) that are scanned stacks: first axis `layers`."""
-  flat = traverse_util.flatten_dict(boxed)
-  return frozenset(path for path, leaf in flat.items()
-                   if isinstance(leaf, nn.Partitioned) and leaf.names and leaf.names[0] == LAYERS_AXIS)
+NOT_STACKED = MappingProxyType({})
 
 
-def _torch_keys(path, naming: Naming, stack_len: int | None) -> list[str]:
-  if stack_len is None:
-    return [naming.torch_key(path)]
-  keys = [naming.torch_key(path, i) for i in range(stack_len)]
-  if naming.torch_key(path, 0) == naming.torch_key(path, 1):  # the index lands nowhere (a stack of one too)
-    raise ValueError(f"{'/'.join(path)} is a scanned stack under no ModuleList name of {sorted(naming.lists)}")
-  return keys
+def stacked_paths(boxed: Mapping) -> dict[tuple[str, ...], int]:
+  """The leaf paths of a boxed tree (`init` / `eval_shape` output) that are scanned stacks (first logical axis
+  `layers`), each with its number of leading `layers` axes (2 for a stack inside a stack)."""
+  depths = {}
+  for path, leaf in traverse_util.flatten_dict(boxed).items():
+    names = leaf.names if isinstance(leaf, nn.Partitioned) else ()
+    depth = next((i for i, name in enumerate(names) if name != LAYERS_AXIS), len(names))
+    if depth:
+      depths[path] = depth
+  return depths
+
+
+def _torch_keys(path, naming: Naming, stack_shape: tuple[int, ...]) -> list[str]:
+  """The keys of a leaf's rows (`stack_shape` its leading stacked axes; () for one tensor), in row-major order."""
+  return [naming.torch_key(path, rows) for rows in np.ndindex(*stack_shape)]
 
 
 def _check_one_to_one(keys_by_path: dict) -> None:
@@ -212,44 +229,45 @@ def _to_torch_layout(leaf: str, w: np.ndarray) -> np.ndarray:
 
 
 def torch_shapes(abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
-                 stacked: frozenset = frozenset()) -> dict[str, tuple[int, ...]]:
+                 stacked: Mapping[tuple[str, ...], int] = NOT_STACKED) -> dict[str, tuple[int, ...]]:
   """The key and shape of every tensor `flax_to_torch` writes for a tree of this shape, without any memory (to
   check a model of full size against the reference's state dict)."""
   naming = Naming.of(naming)
   flat = traverse_util.flatten_dict(abstract)
-  keys_by_path = {path: _torch_keys(path, naming, leaf.shape[0] if path in stacked else None)
-                  for path, leaf in flat.items()}
+  keys_by_path = {path: _torch_keys(path, naming, leaf.shape[:stacked.get(path, 0)]) for path, leaf in flat.items()}
   _check_one_to_one(keys_by_path)
   shapes = {}
   for path, leaf in flat.items():
-    shape = leaf.shape[1:] if path in stacked else leaf.shape
+    shape = leaf.shape[stacked.get(path, 0):]
     shapes.update({key: tuple(shape[a] for a in _torch_axes(path[-1], len(shape))) for key in keys_by_path[path]})
   return shapes
 
 
 def torch_to_flax(state: Mapping[str, np.ndarray], abstract: Mapping, naming: Naming | frozenset[str] = frozenset(),
-                  dtype=jnp.float32, name: str = "checkpoint", stacked: frozenset = frozenset()) -> dict:
+                  dtype=jnp.float32, name: str = "checkpoint",
+                  stacked: Mapping[tuple[str, ...], int] = NOT_STACKED) -> dict:
   """Fills the Flax tree `abstract` (shapes) from a PyTorch state dict; every Flax leaf must be found.
 
-  `stacked` names the scanned-stack leaves (`stacked_paths` of the boxed tree): their rows are stacked.
+  `stacked` gives the scanned-stack leaves (`stacked_paths` of the boxed tree): their rows are stacked.
   """
   naming = Naming.of(naming)
   flat = traverse_util.flatten_dict(abstract)
-  keys_by_path = {path: _torch_keys(path, naming, shape.shape[0] if path in stacked else None)
+  keys_by_path = {path: _torch_keys(path, naming, shape.shape[:stacked.get(path, 0)])
                   for path, shape in flat.items()}
   _check_one_to_one(keys_by_path)
   out, missing, used = {}, [], set()
   for path, shape in flat.items():
-    keys, scanned = keys_by_path[path], path in stacked
+    keys, depth = keys_by_path[path], stacked.get(path, 0)
     if not all(k in state for k in keys):
       missing.extend(k for k in keys if k not in state)
       continue
     tensors = [_to_flax_layout(path[-1], np.asarray(state[k])) for k in keys]
-    value = np.stack(tensors) if scanned else tensors[0]
-    if value.shape != tuple(shape.shape):
-      raise UserError(f"{name}: {keys[0]} has shape {value.shape[1:] if scanned else value.shape}, "
-                      f"the model expects {shape.shape[1:] if scanned else shape.shape}; does config.json match "
-                      "the weights?")
+    expected = tuple(shape.shape[depth:])
+    for key, tensor in zip(keys, tensors):
+      if tensor.shape != expected:
+        raise UserError(f"{name}: {key} has shape {tensor.shape}, the model expects {expected}; does config.json "
+                        "match the weights?")
+    value = np.stack(tensors).reshape(shape.shape) if depth else tensors[0]
     out[path] = value.astype(dtype if jnp.issubdtype(shape.dtype, jnp.floating) else shape.dtype)
     used.update(keys)
   if missing:
@@ -266,17 +284,17 @@ def _contiguous(w: np.ndarray) -> np.ndarray:
 
 
 def flax_to_torch(params: Mapping, naming: Naming | frozenset[str] = frozenset(),
-                  stacked: frozenset = frozenset()) -> dict[str, np.ndarray]:
+                  stacked: Mapping[tuple[str, ...], int] = NOT_STACKED) -> dict[str, np.ndarray]:
   """The PyTorch state dict of a Flax tree (inverse of `torch_to_flax`)."""
   naming = Naming.of(naming)
   flat = {path: np.asarray(value, dtype=np.float32) if value.dtype == jnp.bfloat16 else np.asarray(value)
           for path, value in traverse_util.flatten_dict(jax.device_get(params)).items()}
-  keys_by_path = {path: _torch_keys(path, naming, len(value) if path in stacked else None)
-                  for path, value in flat.items()}
+  keys_by_path = {path: _torch_keys(path, naming, value.shape[:stacked.get(path, 0)]) for path, value in flat.items()}
   _check_one_to_one(keys_by_path)
   state = {}
   for path, value in flat.items():
-    rows = value if path in stacked else [value]
+    depth = stacked.get(path, 0)
+    rows = value.reshape((-1,) + value.shape[depth:]) if depth else [value]
     for key, row in zip(keys_by_path[path], rows):
       state[key] = _contiguous(_to_torch_layout(path[-1], row))
   return state

@@ -109,7 +109,9 @@ SDXL_BASE = dict(sample_size=128, block_out_channels=[320, 640, 1280], layers_pe
 
 
 def test_sdxl_outputs_and_gradients_match_diffusers_and_round_trip(tmp_path):
-  reference = random_torch_unet(SDXL_LIKE)
+  # Scanned, and one width on both levels: both up blocks are runs of alike layers (`run_0`), the first with a
+  # scanned stack of two transformer blocks in each layer.
+  reference = random_torch_unet(dict(SDXL_LIKE, block_out_channels=(16, 16)))
   reference.save_pretrained(tmp_path / "torch")
   gen = torch.Generator().manual_seed(1)
   x, t, ctx = torch.randn(2, 4, 8, 8, generator=gen), torch.tensor([10, 700]), torch.randn(2, 5, 24, generator=gen)
@@ -120,7 +122,10 @@ def test_sdxl_outputs_and_gradients_match_diffusers_and_round_trip(tmp_path):
   (out * cotangent).sum().backward()
   expected = out.detach().numpy()
 
-  module, params = load_pretrained(tmp_path / "torch")
+  module, params = load_pretrained(tmp_path / "torch", scan_layers=True)
+  stacked = weights.stacked_paths(unet2d.FAMILY.boxed_variables(module)["params"])
+  assert {path[:2] for path in stacked} >= {("up_blocks_0", "run_0"), ("up_blocks_1", "run_0")}
+  assert 2 in stacked.values()  # a stack in a stack
   nhwc = lambda a: jnp.asarray(a.numpy().transpose(0, 2, 3, 1))
   ours_added = {k: jnp.asarray(v.numpy()) for k, v in added.items()}
 
@@ -132,7 +137,7 @@ def test_sdxl_outputs_and_gradients_match_diffusers_and_round_trip(tmp_path):
   got = np.asarray(got).transpose(0, 3, 1, 2)
   assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
   reference_grads = {k: p.grad.numpy() for k, p in reference.named_parameters()}
-  ours = weights.flax_to_torch(grads, unet2d.NAMING)
+  ours = weights.flax_to_torch(grads, unet2d.NAMING, stacked)
   assert ours.keys() == reference_grads.keys()
   assert max(np.abs(ours[k] - g).max() / np.abs(g).max() for k, g in reference_grads.items()) <= 1e-4
 
@@ -148,11 +153,16 @@ def reference_shapes(config):
   return {k: tuple(v.shape) for k, v in reference.state_dict().items()}
 
 
+def scanned_torch_shapes(module):
+  boxed = unet2d.FAMILY.boxed_variables(module.clone(scan_layers=True))["params"]
+  return weights.torch_shapes(nn.meta.unbox(boxed), unet2d.NAMING, weights.stacked_paths(boxed))
+
+
 def test_sdxl_base_structure_on_abstract_shapes():
   module = unet2d.FAMILY.from_config(SDXL_BASE)
   abstract = unet2d.FAMILY.abstract_variables(module)["params"]
   assert sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(abstract)) == 2_567_463_684
-  assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(SDXL_BASE)
+  assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(SDXL_BASE) == scanned_torch_shapes(module)
 
 
 def test_per_layer_transformer_depths_and_config_round_trip():
@@ -162,7 +172,7 @@ def test_per_layer_transformer_depths_and_config_round_trip():
   module = unet2d.FAMILY.from_config(config)
   assert module.config.transformer_layers_per_block == ((1, 1), (2, 3))
   abstract = unet2d.FAMILY.abstract_variables(module)["params"]
-  assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(config)
+  assert weights.torch_shapes(abstract, unet2d.NAMING) == reference_shapes(config) == scanned_torch_shapes(module)
   written = unet2d.FAMILY.to_config(module)
   init = diffusers.UNet2DConditionModel.extract_init_dict(written)[0]
   assert init["transformer_layers_per_block"] == [[1, 1], [2, 3]]

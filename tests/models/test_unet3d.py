@@ -16,15 +16,15 @@ from jaxlab.models.diffusers_blocks import TemporalConvLayer  # noqa: E402
 
 # Two small random configs (compiling the backward pass is most of the cost): two levels of all four block kinds
 # with head size 8, one ResNet per block, 3 frames and a 5x6 latent that the down path does not halve evenly; one
-# cross-attention level with head size 4, two ResNets per block, one frame, and remat.
+# cross-attention level with head size 4, two ResNets per block (scanned), one frame, and remat.
 CONFIGS = {
     "head8_frames3": (dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
                            cross_attention_dim=12, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                           up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")), 3, (5, 6), None),
+                           up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")), 3, (5, 6), {}),
     "head4_layers2_frame1": (dict(block_out_channels=(8,), layers_per_block=2, norm_num_groups=4,
                                   attention_head_dim=4, cross_attention_dim=6,
                                   down_block_types=("CrossAttnDownBlock3D",), up_block_types=("CrossAttnUpBlock3D",)),
-                             1, (4, 4), "nothing_saveable"),
+                             1, (4, 4), {"remat_policy": "nothing_saveable", "scan_layers": True}),
 }
 # HF ali-vilab/text-to-video-ms-1.7b unet/config.json (ZeroScope v2 has the same architecture).
 MS_1_7B = dict(sample_size=32, in_channels=4, out_channels=4, block_out_channels=[320, 640, 1280, 1280],
@@ -53,7 +53,7 @@ def close(got, expected, rel=1e-4):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_outputs_and_gradients_match_diffusers_and_round_trip(name, tmp_path):
-  config, frames, (h, w), remat_policy = CONFIGS[name]
+  config, frames, (h, w), module_fields = CONFIGS[name]
   reference = random_reference(config)
   reference.save_pretrained(tmp_path / "torch")
   gen = torch.Generator().manual_seed(1)
@@ -63,7 +63,9 @@ def test_outputs_and_gradients_match_diffusers_and_round_trip(name, tmp_path):
   (out * cotangent).sum().backward()
   expected = out.detach().numpy()
 
-  module, params = load_pretrained(tmp_path / "torch", remat_policy=remat_policy)
+  module, params = load_pretrained(tmp_path / "torch", **module_fields)
+  stacked = weights.stacked_paths(unet3d.FAMILY.boxed_variables(module)["params"])
+  assert bool(stacked) == module.scan_layers
 
   def loss(p):
     y = module.apply({"params": p}, channels_last(x), jnp.asarray(t.numpy()), jnp.asarray(ctx.numpy()))
@@ -72,7 +74,7 @@ def test_outputs_and_gradients_match_diffusers_and_round_trip(name, tmp_path):
   (_, got), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
   assert close(np.asarray(got).transpose(0, 4, 1, 2, 3), expected)
   reference_grads = {k: p.grad.numpy() for k, p in reference.named_parameters()}
-  ours = weights.flax_to_torch(grads, unet3d.NAMING)
+  ours = weights.flax_to_torch(grads, unet3d.NAMING, stacked)
   assert ours.keys() == reference_grads.keys()
   # With one frame, temporal attention has one key: its q/k weights get no gradient (a floor for those).
   worst = max(np.abs(ours[k] - g).max() / max(np.abs(g).max(), 1e-6) for k, g in reference_grads.items())

@@ -44,9 +44,10 @@ def close(got, expected):
   return np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-def test_encode_decode_parity(reference):
+@pytest.mark.parametrize("scan_layers", [False, True])  # True: the first decoder block's ResNets are one scan
+def test_encode_decode_parity(reference, scan_layers):
   folder, x, posterior, image = reference
-  module, params = load_pretrained(folder)
+  module, params = load_pretrained(folder, scan_layers=scan_layers)
   mean, logvar = module.apply({"params": params}, nhwc(x), method="encode")
   assert close(nchw(mean), posterior.mean.numpy()) and close(nchw(logvar), posterior.logvar.numpy())
   decoded = module.apply({"params": params}, nhwc(posterior.mean), method="decode")
@@ -73,7 +74,8 @@ def test_legacy_attention_names(reference, tmp_path):
 
 def test_round_trip(reference, tmp_path):
   folder, x, _, _ = reference
-  module, params = load_pretrained(folder)
+  module, params = load_pretrained(folder, scan_layers=True)
+  assert "run_0" in params["decoder"]["up_blocks_0"]
   save_pretrained(tmp_path, module, params)
   back = diffusers.AutoencoderKL.from_pretrained(tmp_path).eval()
   original = diffusers.AutoencoderKL.from_pretrained(folder).eval()

@@ -54,12 +54,12 @@ def _family(name: str):
     module = stin.STIN(stin.variant_config("stin_oie_nl", num_classes=8, num_frames=4, coord_feature_dim=64))
     boxes = jnp.asarray(rng.uniform(size=(BATCH, 4, 4, 4)).astype(np.float32))
     return module, (boxes, jnp.asarray(rng.integers(0, 3, size=(BATCH, 4, 4)), jnp.int32)), mean_square
-  if name == "unet2d":
+  if name == "unet2d":  # one width: each up block's two layers are a scanned run (a stack on the `layers` axis)
     module = unet2d.UNet2DConditionModel(unet2d.UNet2DConfig(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=(1, 1), norm_num_groups=8,
+        sample_size=8, block_out_channels=(32, 32), layers_per_block=(1, 1), norm_num_groups=8,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=(32, 32), attention_head_dim=(4, 4), transformer_layers_per_block=(1, 1),
-        only_cross_attention=(False, False)))
+        only_cross_attention=(False, False)), scan_layers=True)
     timesteps = jnp.asarray(rng.integers(0, 1000, size=BATCH), jnp.int32)
     return module, (normal(BATCH, 8, 8, 4), timesteps, normal(BATCH, 4, 32)), mean_square
   module = vae.AutoencoderKL(vae.VAEConfig(
@@ -108,6 +108,9 @@ def test_family_is_split_and_steps_as_on_one_device(name, mesh_name):
   share = sharded_share(shardings["params"], shapes["params"])
   print(f"{name} {mesh_name}: {100 * share:.1f}% of parameter bytes split")
   assert share >= FLOORS[name][mesh_name]
+  if name == "unet2d":  # a scanned stack: its `layers` axis whole, its output channels split
+    stack = shardings["params"]["up_blocks_1"]["run_0"]["resnets"]["conv1"]["kernel"]
+    assert stack.spec[0] is None and not stack.is_fully_replicated
 
   initial, (reference_loss, reference_params) = _one_device(name)
   with parallel.mesh_context(mesh):
