@@ -571,7 +571,7 @@ def export(config, workdir) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------- demo
 
-def train_classifier(workdir: Path, steps: int = 100, clips_per_class: dict | None = None) -> tuple[Path, float]:
+def train_classifier(workdir: Path, steps: int = 150, clips_per_class: dict | None = None) -> tuple[Path, float]:
   """(the workdir, validation top-1) of a video classifier of the synthetic motions, trained as a user would:
   an AirLetters-layout release of the motions ('O' = circle, 'I' = line; `clips_per_class` per split),
   `jaxlab data build airletters` and `jaxlab train airletters` (its own process: a method does not run another
@@ -641,8 +641,10 @@ def demo(workdir, num_videos: int = 16) -> DemoSection:
   markdown = f"""Synthetic clips: a blob tracing a circle, captioned "{prompt.format(token=config.token)}" \
 ({config.synthetic.num_clips} clips), and regularisation clips of a blob moving up and down ("\
 {config.synthetic.reg_caption}"). The base model is a tiny text-to-video pipeline made here: a VAE trained on \
-the clips' frames and a 2-level UNet3D pretrained for {base_steps} steps on the up-and-down clips only, so it \
-knows that motion and not the circle. Motion tuning: {step} AdamW steps at lr {config.lr} of \
+the clips' frames and a 2-level UNet3D pretrained for {base_steps} steps on the up-and-down clips only \
+({100 * config.tiny_pipeline.caption_dropout:.0f}% of them with the empty caption, so that classifier-free \
+guidance has an unconditional model to steer from), so it knows that motion and not the circle. Motion tuning: \
+{step} AdamW steps at lr {config.lr} of \
 {', '.join(config.trainable_modules)} with prior preservation (lambda {config.prior_lambda}, \
 {config.timestep_sampling} timesteps), {config.num_frames} frames of {config.resolution} px.
 
