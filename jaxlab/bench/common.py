@@ -241,13 +241,15 @@ def side_by_side(title: str, setup: dict, *, steps: int, batch_size: int, dtype:
   step, step_fn, abstract = _compiled_step(task, batch, devices)
   flops = model_flops(task, batch, abstract)
   with contextlib.ExitStack() as stack:
-    calls = [step]
+    calls, reference_pids = [step], []
     if reference is not None:
       their_name, note, make = reference
       runner = stack.enter_context(_reference_runner(make))
       their_device, their_threads = runner.load(make)
       calls.append(runner.step)
-    times = time_in_turns(steps, *calls)
+      reference_pids = [runner.pid] if isinstance(runner, reference_lib.ReferenceProcess) else []
+    with hardware.OtherLoad(reference_pids) as load:
+      times = time_in_turns(steps, *calls)
     # Thread counts after the steps ran (pools start lazily); the CPU peak after the timing: its large matmul
     # would leave XLA's threads busy while the reference's first steps run.
     our_threads = hardware.xla_threads() if jax.default_backend() == "cpu" else "-"
@@ -262,6 +264,7 @@ def side_by_side(title: str, setup: dict, *, steps: int, batch_size: int, dtype:
            "device": f"{jax.devices()[0].device_kind} x{len(devices)} of {jax.device_count()} (MFU per device used)",
            "processor": f"{cpu['model']}, {cpu['cores']} cores, {cpu['isa']}",
            "threads (ours)": our_threads,
+           "machine load": load.describe(warn=jax.default_backend() == "cpu"),
            **({"threads (reference)": their_threads} if reference is not None else {}),
            "flops": _flops_note(flops, compiled_flops(step_fn), len(devices)),
            "peak": f"{peak / 1e12:.2f} TFLOP/s per device ({peak_source})",

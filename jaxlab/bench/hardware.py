@@ -8,6 +8,7 @@ rate on NVIDIA GPUs under XLA's default precision, and as one bf16 pass on TPUs;
 
 import collections
 import os
+import time
 from pathlib import Path
 
 import jax
@@ -97,6 +98,64 @@ def processor() -> dict:
         flags = set(value.split())
   return {"model": model, "cores": len(os.sched_getaffinity(0)), "logical_cpus": os.cpu_count(),
           "isa": " ".join(f for f in _ISA_FLAGS if f in flags) or "-"}
+
+
+def _busy_cpu_seconds(cpus: set[int]) -> float:
+  """CPU seconds every process on the machine has used on `cpus` since boot (idle and I/O wait excluded)."""
+  busy = 0
+  for line in Path("/proc/stat").read_text().splitlines():
+    name, *values = line.split()
+    if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+      fields = [int(v) for v in values[:8]]
+      busy += sum(fields) - fields[3] - fields[4]
+  return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_seconds(pid: int | str) -> float:
+  """User + system CPU seconds of one process (0 when it is gone)."""
+  try:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+  except OSError:
+    return 0.0
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+  """How busy other processes kept this process's cores while a block ran: `with OtherLoad(pids) as load: ...`,
+  then `load.cores` is the average number of those cores they used (`pids` count as ours, like the reference's).
+
+  CPU ratios against PyTorch only mean something on otherwise idle cores: when they are oversubscribed,
+  PyTorch's OpenMP threads slow down far more than XLA's pool (2 cores: the same video_vit bench went from
+  0.78x to 2.44x as other work started). Pinned to one core, both sides single-threaded, the ratio held at
+  0.76-0.81x whatever else ran, since time slices then fall on both alike."""
+
+  def __init__(self, pids=()):
+    self.pids = ["self", *pids]
+    self.cpus = os.sched_getaffinity(0)
+    self.cores = float("nan")
+
+  def _sample(self):
+    return time.perf_counter(), _busy_cpu_seconds(self.cpus), sum(_process_cpu_seconds(p) for p in self.pids)
+
+  def __enter__(self):
+    if Path("/proc/stat").exists():
+      self._start = self._sample()
+    return self
+
+  def __exit__(self, *exc):
+    if Path("/proc/stat").exists():
+      (t0, busy0, ours0), (t1, busy1, ours1) = self._start, self._sample()
+      self.cores = max(0.0, (busy1 - busy0) - (ours1 - ours0)) / max(t1 - t0, 1e-9)
+
+  def describe(self, warn: bool = True) -> str:
+    """The figure, with a warning (`warn`: the steps ran on the CPU) when other work took a quarter core or more."""
+    if self.cores != self.cores:
+      return "unknown (no /proc/stat)"
+    text = f"other processes used {self.cores:.2f} of the {len(self.cpus)} cores the bench ran on, while the steps ran"
+    if warn and self.cores >= 0.25:
+      text += ("; ratios to PyTorch are unreliable on busy cores, where its OpenMP threads slow down most: rerun "
+               "on an idle machine, or pin both sides to one core (`taskset -c 0 jaxlab bench ...`)")
+    return text
 
 
 def thread_names() -> collections.Counter:

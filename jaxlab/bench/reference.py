@@ -78,6 +78,10 @@ class ReferenceProcess:
     returns (its device, its thread counts)."""
     return self._ask("load", make)
 
+  @property
+  def pid(self) -> int:
+    return self._process.pid
+
   def step(self) -> float:
     """Runs one step; returns its seconds as the child measured them (no pipe latency)."""
     return self._ask("step")

@@ -1,5 +1,9 @@
 """What `jaxlab bench` reports: peaks by exact device kind, jaxlab's FLOP count, MFU per device used."""
 
+import subprocess
+import sys
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,3 +89,17 @@ def test_convolutions_rewritten_on_cpu_are_counted_as_convolutions():
   x = jnp.ones((1, 4, 6, 6, 8))
   params = nn.meta.unbox(jax.eval_shape(layer.init, jax.random.key(0), x))
   assert flops.forward_flops(layer.apply, params, x) == 2 * (4 * 6 * 6 * 8) * (27 * 2)
+
+
+def test_other_load_counts_other_processes_but_not_the_reference():
+  spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 2\nwhile time.time() < end: pass"])
+  try:
+    time.sleep(0.3)  # the interpreter has started and spins
+    # One window for both, so that whatever else runs on the machine counts in each alike.
+    with hardware.OtherLoad() as other, hardware.OtherLoad([spinner.pid]) as without_spinner:
+      time.sleep(1.0)
+  finally:
+    spinner.wait()
+  # The spinner takes up to one core (less when the machine is busy), the reference exclusion removes it all.
+  assert other.cores - without_spinner.cores >= 0.3, (other.cores, without_spinner.cores)
+  assert "unreliable" in other.describe() and "unreliable" not in other.describe(warn=False)

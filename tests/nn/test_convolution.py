@@ -14,6 +14,9 @@ LAYOUT = ("NDHWC", "DHWIO", "NDHWC")
     ((2, 5, 12, 12, 3), (5, 7, 7, 3, 8), (1, 2, 2), [(2, 2), (3, 3), (3, 3)], 1, "temporal_taps"),  # I3D stem
     ((1, 6, 9, 9, 3), (3, 3, 3, 3, 4), (2, 2, 2), [(1, 1)] * 3, 1, "temporal_taps"),
     ((1, 5, 8, 8, 8), (3, 3, 3, 2, 8), (2, 2, 2), [(1, 1)] * 3, 4, "grouped_taps"),          # ResNeXt, strided
+    ((2, 4, 9, 9, 6), (1, 3, 3, 6, 5), (1, 2, 2), [(0, 0), (1, 1), (1, 1)], 1, "temporal_taps"),  # I3D spatial
+    ((1, 7, 6, 5, 6), (3, 1, 1, 6, 5), (2, 1, 1), [(1, 1), (0, 0), (0, 0)], 1, "temporal_rows"),  # I3D temporal
+    ((1, 6, 7, 7, 4), (3, 1, 1, 4, 3), (1, 2, 2), [(1, 1), (0, 0), (0, 0)], 1, "temporal_rows"),  # spatial stride
 ])
 def test_rewrites_equal_the_convolution(x_shape, k_shape, strides, padding, groups, rewrite):
   rng = np.random.default_rng(0)
@@ -37,7 +40,8 @@ def test_rewrites_equal_the_convolution(x_shape, k_shape, strides, padding, grou
 def test_convolutions_that_stay_convolutions(monkeypatch):
   x = jnp.zeros((1, 4, 8, 8, 32))
   same = [(1, 1)] * 3
-  assert convolution._rewrite(x, jnp.zeros((3, 1, 1, 32, 4)), [(1, 1), (0, 0), (0, 0)], None, None, LAYOUT, 1) is None
+  assert convolution._rewrite(x, jnp.zeros((1, 1, 1, 32, 4)), [(0, 0)] * 3, None, None, LAYOUT, 1) is None
+  assert convolution._rewrite(x, jnp.zeros((3, 1, 1, 32, 4)), [(1, 1), (1, 1), (0, 0)], None, None, LAYOUT, 1) is None
   assert convolution._rewrite(x, jnp.zeros((3, 3, 3, 16, 32)), same, None, None, LAYOUT, 2) is None  # wide groups
   assert convolution._rewrite(x, jnp.zeros((3, 3, 3, 32, 4)), same, (2, 2, 2), None, LAYOUT, 1) is None
   assert convolution._rewrite(x, jnp.zeros((3, 3, 3, 32, 4)), "SAME", None, None, LAYOUT, 1) is None
