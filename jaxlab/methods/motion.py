@@ -281,7 +281,8 @@ def write_tiny_pipeline(config, workdir, folder: Path) -> Path:
   `tiny_pipeline.unet_steps` steps, in `<folder>-base`. Zero steps leave that part random (quick checks)."""
   from jaxlab.diffusion import tiny_video
   options = dict(config.tiny_pipeline)
-  unet_steps = options.pop("unet_steps")
+  unet_steps, caption_dropout = options.pop("unet_steps"), options.pop("caption_dropout")
+  options["unet_config"] = {**tiny_video.TINY_UNET3D, "block_out_channels": list(options.pop("unet_widths"))}
   videos, reg = clip_folders(config, workdir)
   paths = sorted(videos.glob("*.mp4")) + (sorted(reg.glob("*.mp4")) if reg else [])
   frames = np.concatenate([captioned_clips.load_frames(p, config.fps, config.resolution) for p in paths]
@@ -292,7 +293,7 @@ def write_tiny_pipeline(config, workdir, folder: Path) -> Path:
     base = config.copy_and_resolve_references()
     base.update(pretrained=str(staging), videos=str(reg), reg_videos="", prior_lambda=0.0, token="",
                 trainable_modules=("all",), learned_token_init="", total_steps=unet_steps, checkpoint_every=unet_steps,
-                eval_every=0)
+                eval_every=0, caption_dropout=caption_dropout)
     run = folder.with_name(f"{folder.name}-base")
     print(f"pretraining the tiny base UNet on {reg} for {unet_steps} steps ({run}) ...", flush=True)
     training.train(make_task(base, run), base, run)
@@ -334,7 +335,8 @@ def make_setup(config, workdir, with_data: bool = True) -> Setup:
       if config.token not in clip.captions[0].split():
         folders[0].problems[clip.path.name] = f"caption {clip.captions[0]!r} lacks the motion token {config.token!r}"
     folders[0].clips = [c for c in folders[0].clips if c.path.name not in folders[0].problems]
-    captions = sorted({c for f in folders for clip in f.clips for c in clip.captions})
+    captions = sorted({c for f in folders for clip in f.clips for c in clip.captions} |
+                      ({""} if config.caption_dropout else set()))
     ids = {c: i for i, c in enumerate(captions)}
     cache = Path(workdir) / "cache"
     encoded = [encode_folder(config, pipe, f, folder / "vae", ids, cache) for f in folders]
@@ -413,14 +415,15 @@ def initial_params(config, setup: Setup) -> dict:
 
 def draw_example(config, setup: Setup, index: int, rng: np.random.Generator) -> dict:
   """Instance clip `index % N` and regularisation clip `index` (the original pairs them so): a latent window
-  and one of its captions each."""
+  and one of its captions each (the empty caption with probability `caption_dropout`)."""
   scale = setup.pipe.vae.config.scaling_factor
+  caption = lambda ids: setup.captions.index("") if rng.random() < config.caption_dropout else rng.choice(ids)
   i = index % len(setup.instance.names)
   example = {"instance": setup.instance.window(i, config.num_frames, scale, rng),
-             "instance_caption": rng.choice(setup.instance.captions[i])}
+             "instance_caption": caption(setup.instance.captions[i])}
   if setup.reg is not None:
     example["reg"] = setup.reg.window(index, config.num_frames, scale, rng)
-    example["reg_caption"] = rng.choice(setup.reg.captions[index])
+    example["reg_caption"] = caption(setup.reg.captions[index])
   return example
 
 
@@ -638,8 +641,10 @@ def demo(workdir, num_videos: int = 16) -> DemoSection:
   markdown = f"""Synthetic clips: a blob tracing a circle, captioned "{prompt.format(token=config.token)}" \
 ({config.synthetic.num_clips} clips), and regularisation clips of a blob moving up and down ("\
 {config.synthetic.reg_caption}"). The base model is a tiny text-to-video pipeline made here: a VAE trained on \
-the clips' frames and a 2-level UNet3D pretrained for {base_steps} steps on the up-and-down clips only, so it \
-knows that motion and not the circle. Motion tuning: {step} AdamW steps at lr {config.lr} of \
+the clips' frames and a 2-level UNet3D pretrained for {base_steps} steps on the up-and-down clips only \
+({100 * config.tiny_pipeline.caption_dropout:.0f}% of them with the empty caption, so that classifier-free \
+guidance has an unconditional model to steer from), so it knows that motion and not the circle. Motion tuning: \
+{step} AdamW steps at lr {config.lr} of \
 {', '.join(config.trainable_modules)} with prior preservation (lambda {config.prior_lambda}, \
 {config.timestep_sampling} timesteps), {config.num_frames} frames of {config.resolution} px.
 

@@ -185,6 +185,16 @@ def test_latents_are_cached_and_windows_drawn_from_them(trained):
   example = motion.draw_example(config, setup, 1, np.random.default_rng(0))
   assert example["instance"].shape == example["reg"].shape == (4, 8, 8, 4)
   assert example["instance_caption"] == 0 and example["reg_caption"] == 1
+  # Caption dropout (the tiny base's pretraining): the empty caption joins the table and replaces a share of them.
+  dropout = config.copy_and_resolve_references()
+  dropout.caption_dropout = 0.3
+  dropped = motion.make_setup(dropout, workdir)
+  assert dropped.captions == ["", "a blob doing the sks motion", "a blob moving up and down"]
+  rng = np.random.default_rng(0)
+  draws = np.array([[d["instance_caption"], d["reg_caption"]]
+                    for d in (motion.draw_example(dropout, dropped, 1, rng) for _ in range(400))])
+  assert set(draws[:, 0]) == {0, 1} and set(draws[:, 1]) == {0, 2}
+  assert abs(np.mean(draws == 0) - 0.3) < 0.05
   # The learned-token ablation's adapter: the UNet subset and one row of the token table, nothing else.
   width = setup.text.shape[-1]
   tuned = motion.Tuned(setup.adapter.unet, token_id=5, width=width)

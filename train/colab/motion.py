@@ -16,7 +16,7 @@ WORKDIR = "runs/colab/motion"
 NUM_VIDEOS = 16         # eval videos per model
 CLASSIFIER_STEPS = 150  # steps of the motion classifier (`jaxlab train airletters` on the two motions)
 CLASSIFIER_CLIPS = {"train": 48, "validation": 8, "test": 8}  # per motion
-OVERRIDES = []  # --config.KEY=VALUE settings, e.g. ["total_steps=100"]; the tiny config trains 200 steps
+OVERRIDES = []  # --config.KEY=VALUE settings, e.g. ["total_steps=100"]; the tiny config trains 140 steps
 
 # %%
 from pathlib import Path

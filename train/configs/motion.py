@@ -37,6 +37,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.vae_batch = 8                   # frames per VAE call when the clips are encoded (once, cached)
   # The method.
   c.trainable_modules = ("cross", "temporal", "temp_convs")   # and 'all'
+  c.caption_dropout = 0.0           # share of clips trained with the empty caption (the tiny base's pretraining)
   c.prior_lambda = 0.5              # 0 (or no reg_videos): no prior preservation
   c.timestep_sampling = "high-level"  # p(t) ~ 1 - 0.5 cos(pi t / T); 'low-level', 'uniform'
   c.learned_token_init = ""         # ablation: learn the token's input embedding, initialised from this word
@@ -69,8 +70,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # `videos='synthetic'` and `pretrained='tiny-synthetic'` (the tiny variant).
   c.synthetic = ml_collections.ConfigDict(dict(
       num_clips=8, num_frames=16, caption="a blob doing the {token} motion", reg_caption="a blob moving up and down"))
-  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_widths=(16, 32, 32), vae_steps=200, vae_batch_size=32,
-                                                   vae_lr=2e-3, unet_steps=200, seed=0))
+  # The tiny base: its VAE, then its UNet pretrained on the regularisation clips with 10% empty captions (so that
+  # classifier-free guidance has an unconditional model to steer from; without them guidance amplifies noise).
+  c.tiny_pipeline = ml_collections.ConfigDict(dict(vae_widths=(16, 32, 32), vae_steps=100, vae_batch_size=32,
+                                                   vae_lr=2e-3, unet_widths=(16, 32), unet_steps=200,
+                                                   caption_dropout=0.1, seed=0))
 
   if arg == "tiny":
     c.pretrained = "tiny-synthetic"
@@ -79,17 +83,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.resolution = 32
     c.fps = 8.0
     c.vae_batch = 32
-    c.lr = 1e-3
+    c.lr = 2e-3
     c.weight_decay = 0.0
-    c.total_steps = 200
+    c.total_steps = 140
     c.batch_size = 8                # one instance and one regularisation clip per CPU device
     c.mesh.data = 8
     c.dtype = "float32"
     c.remat_policy = ""
     c.log_every = 20
-    c.checkpoint_every = 200
-    c.eval_steps = 20
-    c.eval_guidance = 4.0
+    c.checkpoint_every = 140
+    c.eval_steps = 10
+    c.eval_guidance = 3.0
     c.eval_batch_size = 8
   elif arg != "paper":
     raise ValueError(f"unknown variant {arg!r}; use tiny or paper")
