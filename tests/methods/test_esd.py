@@ -16,6 +16,7 @@ from jaxlab.diffusion.schedules import NoiseSchedule
 from jaxlab.errors import UserError
 from jaxlab.methods import esd
 from jaxlab.models import load_pretrained, unet2d
+from tests.methods.tiny_models import tiny_clip
 
 CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "esd.py"
 
@@ -181,21 +182,6 @@ def test_diffusers_mode_draws(trained):
   for _ in range(50):
     d = esd.draw_example(config, setup, rng)
     assert 0 <= d["chain_steps"] < config.ddim_steps and d["t_query"] == timesteps[d["chain_steps"]]
-
-
-def tiny_clip(folder: Path, tokenizer):
-  from jaxlab.diffusion.pipeline import random_params
-  from jaxlab.models import save_pretrained
-  from jaxlab.models.clip import CLIPModel, CLIPTextConfig, CLIPVisionConfig
-  module = CLIPModel(CLIPTextConfig(vocab_size=len(tokenizer.vocab), hidden_size=32, intermediate_size=64,
-                                    num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
-                                    eos_token_id=tokenizer.end_id, bos_token_id=tokenizer.start_id),
-                     CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                      image_size=32, patch_size=8), projection_dim=16)
-  params = random_params(module, jnp.zeros((1, 16), jnp.int32), jnp.zeros((1, 32, 32, 3)))
-  save_pretrained(folder, module, params)
-  tokenizer.save_folder(folder)
-  return folder
 
 
 def test_generation_harness(trained, tmp_path):

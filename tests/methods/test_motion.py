@@ -18,7 +18,7 @@ from jaxlab.diffusion import finetune, tiny_video
 from jaxlab.errors import UserError
 from jaxlab.methods import motion
 from jaxlab.models import load_pretrained, unet3d, video_classifiers
-from tests.methods.test_esd import tiny_clip
+from tests.methods.tiny_models import tiny_clip
 
 # diffusers' UNet3DConditionModel as text-to-video-ms-1.7b / ZeroScope v2 configure it.
 MS_UNET = dict(sample_size=32, block_out_channels=[320, 640, 1280, 1280], layers_per_block=2,

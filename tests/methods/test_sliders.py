@@ -20,7 +20,7 @@ from jaxlab.errors import UserError
 from jaxlab.methods import sliders
 from jaxlab.models import load_pretrained, unet2d
 from jaxlab.nn.layers import LORA_DOWN, LORA_UP
-from tests.methods.test_esd import tiny_clip
+from tests.methods.tiny_models import tiny_clip
 
 
 def tiny_config(*overrides):
