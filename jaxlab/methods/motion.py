@@ -314,6 +314,8 @@ def make_setup(config, workdir, with_data: bool = True) -> Setup:
     raise UserError(f"timestep_sampling {config.timestep_sampling!r}: use one of {', '.join(TIMESTEP_SAMPLING)}")
   if config.on_bad_clip not in captioned_clips.ON_BAD:
     raise UserError(f"on_bad_clip {config.on_bad_clip!r}: use one of {', '.join(captioned_clips.ON_BAD)}")
+  if not 0 <= config.caption_dropout < 1:
+    raise UserError(f"caption_dropout {config.caption_dropout}: use a share in [0, 1)")
   folder = pipeline_folder(config, workdir)
   pipe = StableDiffusion.load(folder, dtype=jnp.dtype(config.dtype))
   if not pipe.is_video:

@@ -82,6 +82,14 @@ def test_timestep_distributions():
     motion.timestep_probabilities("coarse", T)
 
 
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_a_caption_dropout_outside_zero_to_one_is_refused_before_any_work(share, tmp_path):
+  config = training.load_config("motion:tiny", [f"caption_dropout={share}"])
+  with pytest.raises(UserError, match="caption_dropout"):
+    motion.make_setup(config, tmp_path)
+  assert not any(tmp_path.iterdir())
+
+
 def test_prior_preservation_loss_on_a_hand_computed_case():
   prediction = jnp.array([[1.0, 1.0], [0.0, 2.0], [3.0, 0.0]])
   target = jnp.zeros((3, 2))
